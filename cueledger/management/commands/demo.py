@@ -1,0 +1,68 @@
+"""Demo set-up for `make run`: one user per role (credentials printed) and a few cues. Safe to run again."""
+
+import json
+import os
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
+
+from cueledger.roles import PRODUCER, ROLES, user_create
+from library import services
+from library.models import Cue
+from library.music.sketch import Sketch, sketch_midi
+
+DEMO_CUES = (
+    ("Night Approach", "Low strings and a lonely flute under a tense scene.", ("tense", "dark"),
+     Sketch(tonic="D", mode="minor", tempo_bpm=72, bars=12, melody_program=73, harmony_program=48, seed=1)),
+    ("Morning Lift", "Bright piano and strings for an opening montage.", ("uplifting", "warm"),
+     Sketch(tonic="G", mode="major", tempo_bpm=112, bars=16, melody_program=0, harmony_program=49, seed=2)),
+    ("Chase Through the Market", "Driving brass and drums.", ("action", "urgent"),
+     Sketch(tonic="E", mode="minor", tempo_bpm=148, bars=24, melody_program=56, harmony_program=61, drums=True,
+            seed=3)),
+    ("Letters Never Sent", "A slow waltz for a quiet goodbye.", ("sad", "intimate"),
+     Sketch(tonic="A", mode="minor", tempo_bpm=84, bars=16, beats_per_bar=3, melody_program=71,
+            harmony_program=0, seed=4)),
+)  # fmt: skip
+
+
+class Command(BaseCommand):
+    help = "Create demo users for every role and a few demo cues; print the users' credentials."
+
+    def handle(self, *args, **options):
+        credentials = self._users()
+        producer = get_user_model().objects.get(username=f"demo-{PRODUCER}")
+        created = 0
+        if not Cue.objects.filter(created_by=producer).exists():
+            for title, description, moods, sketch in DEMO_CUES:
+                services.cue_ingest(created_by=producer, title=title, description=description, moods=moods,
+                                    midi=sketch_midi(sketch))  # fmt: skip
+                created += 1
+        self.stdout.write(f"demo cues: {created} created, {Cue.objects.count()} in the catalog")
+        self.stdout.write("\nDemo users (web login at /api/auth/login/, API: 'Authorization: Token <token>'):")
+        self.stdout.write(f"  {'role':<11}{'username':<18}{'password':<26}token")
+        for role in ROLES:
+            entry = credentials[role]
+            self.stdout.write(f"  {role:<11}{entry['username']:<18}{entry['password']:<26}{entry['token']}")
+
+    def _users(self) -> dict:
+        """Create missing demo users; passwords are made once and kept in var/demo-credentials.json (0600)."""
+        path = settings.VAR_DIR / "demo-credentials.json"
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        users = get_user_model().objects
+        for role in ROLES:
+            username = f"demo-{role}"
+            if role in saved and users.filter(username=username).exists():
+                continue
+            password = secrets.token_urlsafe(12)
+            users.filter(username=username).delete()
+            _user, token = user_create(username=username, role=role, password=password)
+            saved[role] = {"username": username, "password": password, "token": token}
+        for role in ROLES:
+            saved[role]["token"] = Token.objects.get(user__username=saved[role]["username"]).key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(saved, handle, indent=2)
+        return saved

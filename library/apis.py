@@ -1,0 +1,237 @@
+"""The catalog's REST API: thin views that validate input, call one service or selector, and serialise."""
+
+from django.conf import settings
+from django.http import FileResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cueledger.roles import ADMIN, PRODUCER, has_role
+from library import services
+from library.errors import LibraryError
+from library.filters import CueFilter
+from library.models import Artifact, Cue, CueInstrument, ProcessingJob
+from library.selectors import cue_get_for_user, cue_list_for_user
+
+# Multipart framing and the text fields around the file; anything beyond this over the file limit is refused
+# before the body is read.
+_MULTIPART_ALLOWANCE = 1 << 20
+
+
+class ArtifactSerializer(serializers.Serializer):
+    sha256 = serializers.CharField()
+    media_type = serializers.CharField()
+    size = serializers.IntegerField()
+    url = serializers.URLField()
+
+
+class InstrumentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CueInstrument
+        fields = ["program", "name", "family", "is_drum", "note_count"]
+
+
+class TempoChangeSerializer(serializers.Serializer):
+    time_seconds = serializers.FloatField()
+    bpm = serializers.FloatField()
+
+
+class PitchRangeSerializer(serializers.Serializer):
+    lowest = serializers.IntegerField(help_text="MIDI note number")
+    highest = serializers.IntegerField()
+    lowest_name = serializers.CharField(help_text="Scientific pitch notation, C4 = MIDI 60")
+    highest_name = serializers.CharField()
+
+
+class AnalysisSerializer(serializers.Serializer):
+    duration_seconds = serializers.FloatField()
+    tempo_bpm = serializers.FloatField(help_text="The tempo in force for the longest time")
+    tempo_map = TempoChangeSerializer(many=True, source="analysis_detail.tempo_map")
+    time_signatures = serializers.ListField(child=serializers.CharField(), source="analysis_detail.time_signatures")
+    key = serializers.CharField(allow_null=True, help_text='e.g. "A minor"; null when no key can be told')
+    mode = serializers.CharField(allow_null=True)
+    key_source = serializers.CharField(allow_null=True, source="analysis_detail.key_source",
+                                       help_text="declared (a key signature in the file) or estimated")  # fmt: skip
+    key_confidence = serializers.FloatField(allow_null=True, source="analysis_detail.key_confidence")
+    instruments = InstrumentSerializer(many=True)
+    note_count = serializers.IntegerField(source="analysis_detail.note_count")
+    pitch_range = PitchRangeSerializer(allow_null=True, source="analysis_detail.pitch_range")
+    energy = serializers.ListField(
+        child=serializers.FloatField(), source="analysis_detail.energy",
+        help_text="Per second: note onsets x mean velocity (velocities summed, as shares of 127)",
+    )  # fmt: skip
+
+    def to_representation(self, cue):
+        data = super().to_representation(cue)
+        data["key"], data["mode"] = cue.key or None, cue.mode or None
+        return data
+
+
+class ProcessingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProcessingJob
+        fields = ["kind", "state", "progress", "stage", "attempts", "error", "created_at", "updated_at"]
+
+
+class CueArtifactsSerializer(serializers.Serializer):
+    midi = serializers.SerializerMethodField()
+    audio = serializers.SerializerMethodField(help_text="FLAC, 44.1 kHz 16-bit stereo")
+    preview = serializers.SerializerMethodField(help_text="Ogg Vorbis")
+    waveform = serializers.SerializerMethodField(help_text="Peaks in the audiowaveform JSON format, version 2")
+
+    def _ref(self, artifact: Artifact | None, url_name: str, cue: Cue, query: str = ""):
+        if artifact is None:
+            return None
+        url = reverse(url_name, kwargs={"cue_id": cue.pk}) + query
+        return {"sha256": artifact.sha256, "media_type": artifact.media_type, "size": artifact.size,
+                "url": self.context["request"].build_absolute_uri(url)}  # fmt: skip
+
+    @extend_schema_field(ArtifactSerializer)
+    def get_midi(self, cue):
+        return self._ref(cue.midi, "cue-midi", cue)
+
+    @extend_schema_field(ArtifactSerializer(allow_null=True))
+    def get_audio(self, cue):
+        return self._ref(cue.audio, "cue-audio", cue, "?format=flac")
+
+    @extend_schema_field(ArtifactSerializer(allow_null=True))
+    def get_preview(self, cue):
+        return self._ref(cue.preview, "cue-audio", cue, "?format=preview")
+
+    @extend_schema_field(ArtifactSerializer(allow_null=True))
+    def get_waveform(self, cue):
+        return self._ref(cue.waveform, "cue-waveform", cue)
+
+
+class CueOutputSerializer(serializers.ModelSerializer):
+    code = serializers.CharField(read_only=True)
+    moods = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+    analysis = AnalysisSerializer(source="*", read_only=True)
+    artifacts = CueArtifactsSerializer(source="*", read_only=True)
+    processing = serializers.SerializerMethodField(help_text="The latest background job on this cue")
+
+    class Meta:
+        model = Cue
+        fields = ["id", "code", "title", "description", "moods", "status", "source", "created_by", "created_at",
+                  "updated_at", "processing_error", "analysis", "artifacts", "processing"]  # fmt: skip
+
+    @extend_schema_field(ProcessingSerializer(allow_null=True))
+    def get_processing(self, cue):
+        jobs = list(cue.jobs.all())  # prefetched, newest first
+        return ProcessingSerializer(jobs[0]).data if jobs else None
+
+
+class CueListCreateApi(generics.ListAPIView):
+    """List the cues you may see, or upload a new one (producers and admins)."""
+
+    serializer_class = CueOutputSerializer
+    filterset_class = CueFilter
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        midi = serializers.FileField(help_text="A Standard MIDI File (type 0 or 1)")
+        title = serializers.CharField(max_length=200)
+        description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+        moods = serializers.ListField(
+            child=serializers.CharField(max_length=200), required=False, default=list,
+            help_text="Mood tags; repeat the field or separate tags with commas",
+        )  # fmt: skip
+
+    def get_queryset(self):
+        return cue_list_for_user(self.request.user).prefetch_related("moods", "instruments", "jobs")
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={201: CueOutputSerializer},
+        summary="Upload a MIDI cue",
+    )
+    def post(self, request):
+        if not has_role(request.user, PRODUCER, ADMIN):
+            raise LibraryError("permission_denied", "Only producers and admins upload cues.", http_status=403)
+        self._refuse_oversized_body(request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["midi"]
+        limit = settings.CUELEDGER_MAX_UPLOAD_BYTES
+        if upload.size > limit:
+            raise LibraryError("file_too_large", f"The MIDI file is {upload.size:,} bytes; the limit is {limit:,}.")
+        cue = services.cue_ingest(
+            created_by=request.user,
+            title=data.validated_data["title"],
+            description=data.validated_data["description"],
+            moods=[tag for field in data.validated_data["moods"] for tag in field.split(",") if tag.strip()],
+            midi=upload.read(),
+        )
+        cue = cue_get_for_user(request.user, cue.pk)
+        return Response(CueOutputSerializer(cue, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _refuse_oversized_body(request) -> None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.CUELEDGER_MAX_UPLOAD_BYTES
+        if length > limit + _MULTIPART_ALLOWANCE:
+            raise LibraryError("file_too_large", f"The request is {length:,} bytes; the MIDI limit is {limit:,}.")
+
+
+class CueDetailApi(generics.RetrieveAPIView):
+    serializer_class = CueOutputSerializer
+
+    def get_object(self):
+        return cue_get_for_user(self.request.user, self.kwargs["cue_id"])
+
+
+def _download(artifact: Artifact, filename: str) -> FileResponse:
+    response = FileResponse(
+        services.artifact_open(artifact), as_attachment=True, filename=filename, content_type=artifact.media_type
+    )
+    response["ETag"] = f'"{artifact.sha256}"'
+    response["Digest"] = f"sha-256={artifact.sha256}"
+    return response
+
+
+class CueMidiApi(APIView):
+    @extend_schema(responses={(200, "audio/midi"): OpenApiTypes.BINARY}, summary="Download the cue's MIDI")
+    def get(self, request, cue_id):
+        cue = cue_get_for_user(request.user, cue_id)
+        return _download(cue.midi, f"{cue.code}.mid")
+
+
+class CueAudioApi(APIView):
+    _FORMATS = {"flac": ("audio", "flac"), "preview": ("preview", "ogg")}
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=list(_FORMATS), default="flac",
+                                     description="flac: lossless master; preview: Ogg Vorbis for listening")],
+        responses={(200, "audio/flac"): OpenApiTypes.BINARY, (200, "audio/ogg"): OpenApiTypes.BINARY},
+        summary="Download the cue's rendered audio",
+    )  # fmt: skip
+    def get(self, request, cue_id):
+        fmt = request.query_params.get("format", "flac")
+        if fmt not in self._FORMATS:
+            raise LibraryError("format_invalid", f"format must be one of {', '.join(self._FORMATS)}; got {fmt!r}.")
+        cue = cue_get_for_user(request.user, cue_id)
+        field, extension = self._FORMATS[fmt]
+        return _download(_rendered(cue, field), f"{cue.code}.{extension}")
+
+
+class CueWaveformApi(APIView):
+    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT}, summary="Waveform peaks for players")
+    def get(self, request, cue_id):
+        cue = cue_get_for_user(request.user, cue_id)
+        return _download(_rendered(cue, "waveform"), f"{cue.code}.peaks.json")
+
+
+def _rendered(cue: Cue, field: str) -> Artifact:
+    artifact = getattr(cue, field)
+    if artifact is None:
+        state = "rendering failed; see processing_error" if cue.status == Cue.Status.DRAFT else "still rendering"
+        raise LibraryError("audio_not_ready", f"{cue.code} has no rendered audio yet ({state}).", http_status=409)
+    return artifact

@@ -1,0 +1,264 @@
+"""Writes of the catalog: storing artifacts, ingesting cues, rendering them, and tracking their jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+from collections.abc import Iterable
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import slugify
+
+from library.errors import LibraryError
+from library.models import Artifact, Cue, CueInstrument, Mood, ProcessingJob, Sequence, artifact_storage_name
+from library.music import MusicError
+from library.music.midi import midi_analyse, midi_read
+from library.music.render import audio_render
+
+log = logging.getLogger(__name__)
+
+MIDI = "audio/midi"
+FLAC = "audio/flac"
+OGG = "audio/ogg"
+PEAKS = "application/json"
+MAX_MOODS = 20
+_HASH_CHUNK = 1 << 20
+
+
+# --- Artifacts ---------------------------------------------------------------------------------------------------
+
+
+def artifact_put(*, content: bytes | Path, media_type: str) -> tuple[Artifact, bool]:
+    """Keep ``content`` once under its SHA-256. Returns the artifact and whether this call wrote the file.
+
+    Storing bytes that are already stored writes nothing. A file left shorter than its recorded size (a crash
+    under a storage backend without atomic writes) is replaced.
+    """
+    sha256, size = _digest(content)
+    name = artifact_storage_name(sha256)
+    wrote = _storage_ensure(name, content, size)
+    artifact, _ = Artifact.objects.get_or_create(sha256=sha256, defaults={"media_type": media_type, "size": size})
+    return artifact, wrote
+
+
+def artifact_open(artifact: Artifact):
+    return default_storage.open(artifact.storage_name, "rb")
+
+
+def _digest(content: bytes | Path) -> tuple[str, int]:
+    if isinstance(content, bytes):
+        return hashlib.sha256(content).hexdigest(), len(content)
+    digest, size = hashlib.sha256(), 0
+    with content.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _storage_ensure(name: str, content: bytes | Path, size: int) -> bool:
+    if default_storage.exists(name):
+        if default_storage.size(name) == size:
+            return False
+        default_storage.delete(name)
+    with _as_file(content) as handle:
+        saved = default_storage.save(name, handle)
+    if saved != name:  # the same bytes were stored by another process at the same moment
+        default_storage.delete(saved)
+        return False
+    return True
+
+
+@contextmanager
+def _as_file(content: bytes | Path):
+    if isinstance(content, bytes):
+        yield ContentFile(content)
+    else:
+        with content.open("rb") as handle:
+            yield File(handle)
+
+
+# --- Ingest ------------------------------------------------------------------------------------------------------
+
+
+def cue_ingest(
+    *,
+    created_by,
+    title: str,
+    midi: bytes,
+    description: str = "",
+    moods: Iterable[str] = (),
+    source: str = Cue.Source.IMPORTED,
+) -> Cue:
+    """Validate, store and analyse a MIDI cue and create it, all or nothing; rendering is queued after commit.
+
+    Everything that can reject the input runs before anything is written, so a refused upload leaves no row, no
+    file and no job behind.
+    """
+    title = title.strip()
+    if not title:
+        raise LibraryError("title_required", "A cue needs a title.")
+    mood_names = _mood_names(moods)
+    limit = settings.CUELEDGER_MAX_UPLOAD_BYTES
+    if len(midi) > limit:
+        raise LibraryError("file_too_large", f"The MIDI file is {len(midi):,} bytes; the limit is {limit:,} bytes.")
+    try:
+        score = midi_read(midi, max_duration_seconds=settings.CUELEDGER_MAX_DURATION_SECONDS)
+    except MusicError as exc:
+        raise LibraryError(exc.code, exc.detail) from None
+    analysis = midi_analyse(score)
+
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            artifact, wrote = artifact_put(content=midi, media_type=MIDI)
+            if wrote:
+                written.append(artifact.storage_name)
+            cue = Cue.objects.create(
+                number=sequence_next("cue"),
+                title=title,
+                description=description.strip(),
+                source=source,
+                created_by=created_by,
+                midi=artifact,
+                duration_seconds=analysis.duration_seconds,
+                tempo_bpm=analysis.tempo_bpm,
+                key=analysis.key or "",
+                mode=analysis.mode or "",
+                analysis_detail=_analysis_detail(analysis),
+            )
+            cue.moods.set([Mood.objects.get_or_create(name=name)[0] for name in mood_names])
+            CueInstrument.objects.bulk_create(
+                CueInstrument(cue=cue, **instrument.__dict__) for instrument in analysis.instruments
+            )
+            job = ProcessingJob.objects.create(cue=cue, kind=ProcessingJob.Kind.RENDER)
+            transaction.on_commit(partial(job_enqueue, job.pk))
+    except BaseException:
+        for name in written:  # the transaction rolled back: the file it stored belongs to no row
+            default_storage.delete(name)
+        raise
+    return cue
+
+
+def _mood_names(moods: Iterable[str]) -> list[str]:
+    names: list[str] = []
+    for raw in moods:
+        name = slugify(str(raw).strip())
+        if not name or len(name) > 40:
+            raise LibraryError("mood_invalid", f"{raw!r} is not a mood: use 1-40 letters, digits or hyphens.")
+        if name not in names:
+            names.append(name)
+    if len(names) > MAX_MOODS:
+        raise LibraryError("mood_invalid", f"A cue takes at most {MAX_MOODS} moods; {len(names)} were given.")
+    return names
+
+
+def _analysis_detail(analysis) -> dict:
+    """The parts of the analysis that are not columns or instrument rows."""
+    detail = analysis.as_dict()
+    for column in ("duration_seconds", "tempo_bpm", "key", "mode", "instruments"):
+        detail.pop(column)
+    return detail
+
+
+def sequence_next(name: str) -> int:
+    """The next number of a named sequence; call inside a transaction. Gapless unless the transaction rolls back."""
+    if not Sequence.objects.filter(name=name).update(value=F("value") + 1):
+        try:
+            with transaction.atomic():
+                Sequence.objects.create(name=name, value=1)
+        except IntegrityError:  # created by a concurrent first caller
+            Sequence.objects.filter(name=name).update(value=F("value") + 1)
+    return Sequence.objects.get(name=name).value
+
+
+# --- Rendering and jobs ------------------------------------------------------------------------------------------
+
+
+def job_enqueue(job_id) -> None:
+    from library.tasks import render_cue_task
+
+    render_cue_task.delay(job_id=str(job_id))
+
+
+def cue_render(*, job_id) -> None:
+    """Render a cue's MIDI to FLAC, an Ogg Vorbis preview and waveform peaks; mark the cue ready.
+
+    Idempotent: a finished job is left alone, and a retried one starts from scratch in a clean folder. The audio
+    is deterministic, so a render repeated after a crash stores the same artifacts, not a second set.
+    """
+    job = ProcessingJob.objects.select_related("cue__midi").get(pk=job_id)
+    if job.is_finished:
+        return
+    _job_update(job.pk, state=ProcessingJob.State.RUNNING, stage="rendering", progress=0.0,
+                attempts=F("attempts") + 1, started_at=timezone.now())  # fmt: skip
+    scratch = Path(settings.CUELEDGER_SCRATCH_DIR) / str(job.pk)
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        with artifact_open(job.cue.midi) as handle:
+            score = midi_read(handle.read(), max_duration_seconds=math.inf)
+        rendered = audio_render(
+            score, scratch, progress=lambda share: _job_update(job.pk, progress=round(0.9 * share, 3))
+        )
+        _job_update(job.pk, stage="storing", progress=0.9)
+        audio = artifact_put(content=rendered.flac, media_type=FLAC)[0]
+        preview = artifact_put(content=rendered.preview, media_type=OGG)[0]
+        waveform = artifact_put(content=rendered.peaks, media_type=PEAKS)[0]
+        with transaction.atomic():
+            cue = Cue.objects.select_for_update().get(pk=job.cue_id)
+            cue.audio, cue.preview, cue.waveform = audio, preview, waveform
+            cue.status, cue.processing_error = Cue.Status.READY, ""
+            cue.save(update_fields=["audio", "preview", "waveform", "status", "processing_error", "updated_at"])
+            _job_update(job.pk, state=ProcessingJob.State.SUCCEEDED, stage="done", progress=1.0, error="",
+                        finished_at=timezone.now())  # fmt: skip
+    except MusicError as exc:
+        job_fail(job_id=job.pk, error=f"{exc.code}: {exc.detail}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def job_fail(*, job_id, error: str) -> None:
+    """Record that a job gave up; its cue goes back to draft with the reason."""
+    with transaction.atomic():
+        job = ProcessingJob.objects.select_for_update().get(pk=job_id)
+        if job.is_finished:
+            return
+        _job_update(job.pk, state=ProcessingJob.State.FAILED, stage="failed", error=error,
+                    finished_at=timezone.now())  # fmt: skip
+        Cue.objects.filter(pk=job.cue_id).update(
+            status=Cue.Status.DRAFT, processing_error=f"{job.get_kind_display()} failed: {error}",
+            updated_at=timezone.now(),
+        )  # fmt: skip
+    log.warning("job %s on cue %s failed: %s", job_id, job.cue_id, error)
+
+
+def job_resume_unfinished() -> int:
+    """Enqueue every job that is queued or running according to the database; returns how many.
+
+    For brokers that forget a message once a worker has taken it (the embedded filesystem broker): after a crash
+    the database still knows what was unfinished. Jobs are idempotent, so a message that was not lost after all
+    just finds its job done.
+    """
+    unfinished = list(
+        ProcessingJob.objects.filter(state__in=[ProcessingJob.State.QUEUED, ProcessingJob.State.RUNNING])
+        .values_list("pk", flat=True)
+    )
+    for job_id in unfinished:
+        job_enqueue(job_id)
+    return len(unfinished)
+
+
+def _job_update(job_id, **fields) -> None:
+    ProcessingJob.objects.filter(pk=job_id).update(updated_at=timezone.now(), **fields)
