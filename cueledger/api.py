@@ -67,4 +67,3 @@ class Pagination(PageNumberPagination):
         if number not in self.last_page_strings and not str(number).isdigit():
             raise exceptions.ValidationError({"page": ["Must be a positive whole number."]})
         return number
-

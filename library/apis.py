@@ -54,16 +54,20 @@ class AnalysisSerializer(serializers.Serializer):
     time_signatures = serializers.ListField(child=serializers.CharField(), source="analysis_detail.time_signatures")
     key = serializers.CharField(allow_null=True, help_text='e.g. "A minor"; null when no key can be told')
     mode = serializers.CharField(allow_null=True)
-    key_source = serializers.CharField(allow_null=True, source="analysis_detail.key_source",
-                                       help_text="declared (a key signature in the file) or estimated")  # fmt: skip
+    key_source = serializers.CharField(
+        allow_null=True,
+        source="analysis_detail.key_source",
+        help_text="declared (a key signature in the file) or estimated",
+    )
     key_confidence = serializers.FloatField(allow_null=True, source="analysis_detail.key_confidence")
     instruments = InstrumentSerializer(many=True)
     note_count = serializers.IntegerField(source="analysis_detail.note_count")
     pitch_range = PitchRangeSerializer(allow_null=True, source="analysis_detail.pitch_range")
     energy = serializers.ListField(
-        child=serializers.FloatField(), source="analysis_detail.energy",
+        child=serializers.FloatField(),
+        source="analysis_detail.energy",
         help_text="Per second: note onsets x mean velocity (velocities summed, as shares of 127)",
-    )  # fmt: skip
+    )
 
     def to_representation(self, cue):
         data = super().to_representation(cue)
@@ -87,8 +91,12 @@ class CueArtifactsSerializer(serializers.Serializer):
         if artifact is None:
             return None
         url = reverse(url_name, kwargs={"cue_id": cue.pk}) + query
-        return {"sha256": artifact.sha256, "media_type": artifact.media_type, "size": artifact.size,
-                "url": self.context["request"].build_absolute_uri(url)}  # fmt: skip
+        return {
+            "sha256": artifact.sha256,
+            "media_type": artifact.media_type,
+            "size": artifact.size,
+            "url": self.context["request"].build_absolute_uri(url),
+        }
 
     @extend_schema_field(ArtifactSerializer)
     def get_midi(self, cue):
@@ -117,8 +125,22 @@ class CueOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Cue
-        fields = ["id", "code", "title", "description", "moods", "status", "source", "created_by", "created_at",
-                  "updated_at", "processing_error", "analysis", "artifacts", "processing"]  # fmt: skip
+        fields = [
+            "id",
+            "code",
+            "title",
+            "description",
+            "moods",
+            "status",
+            "source",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "processing_error",
+            "analysis",
+            "artifacts",
+            "processing",
+        ]
 
     @extend_schema_field(ProcessingSerializer(allow_null=True))
     def get_processing(self, cue):
@@ -138,9 +160,11 @@ class CueListCreateApi(generics.ListAPIView):
         title = serializers.CharField(max_length=200)
         description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
         moods = serializers.ListField(
-            child=serializers.CharField(max_length=200), required=False, default=list,
+            child=serializers.CharField(max_length=200),
+            required=False,
+            default=list,
             help_text="Mood tags; repeat the field or separate tags with commas",
-        )  # fmt: skip
+        )
 
     def get_queryset(self):
         return cue_list_for_user(self.request.user).prefetch_related("moods", "instruments", "jobs")
@@ -190,7 +214,10 @@ class CueDetailApi(generics.RetrieveAPIView):
 
 def _download(artifact: Artifact, filename: str) -> FileResponse:
     response = FileResponse(
-        services.artifact_open(artifact), as_attachment=True, filename=filename, content_type=artifact.media_type
+        services.artifact_open(artifact),
+        as_attachment=True,
+        filename=filename,
+        content_type=artifact.media_type,
     )
     response["ETag"] = f'"{artifact.sha256}"'
     response["Digest"] = f"sha-256={artifact.sha256}"
@@ -208,11 +235,18 @@ class CueAudioApi(APIView):
     _FORMATS = {"flac": ("audio", "flac"), "preview": ("preview", "ogg")}
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=list(_FORMATS), default="flac",
-                                     description="flac: lossless master; preview: Ogg Vorbis for listening")],
+        parameters=[
+            OpenApiParameter(
+                "format",
+                str,
+                enum=list(_FORMATS),
+                default="flac",
+                description="flac: lossless master; preview: Ogg Vorbis for listening",
+            )
+        ],
         responses={(200, "audio/flac"): OpenApiTypes.BINARY, (200, "audio/ogg"): OpenApiTypes.BINARY},
         summary="Download the cue's rendered audio",
-    )  # fmt: skip
+    )
     def get(self, request, cue_id):
         fmt = request.query_params.get("format", "flac")
         if fmt not in self._FORMATS:

@@ -27,7 +27,7 @@ def artifact_storage_name(sha256: str) -> str:
 
 
 class Mood(models.Model):
-    name = models.SlugField(max_length=40, unique=True)
+    name = models.SlugField(max_length=40, unique=True, allow_unicode=True)
 
     class Meta:
         ordering = ["name"]

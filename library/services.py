@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import shutil
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ FLAC = "audio/flac"
 OGG = "audio/ogg"
 PEAKS = "application/json"
 MAX_MOODS = 20
+_MOOD_TEXT = re.compile(r"[\w\- ]+")
 _HASH_CHUNK = 1 << 20
 
 
@@ -154,9 +156,10 @@ def cue_ingest(
 def _mood_names(moods: Iterable[str]) -> list[str]:
     names: list[str] = []
     for raw in moods:
-        name = slugify(str(raw).strip())
-        if not name or len(name) > 40:
-            raise LibraryError("mood_invalid", f"{raw!r} is not a mood: use 1-40 letters, digits or hyphens.")
+        text = str(raw).strip()
+        name = slugify(text, allow_unicode=True)
+        if not _MOOD_TEXT.fullmatch(text) or not name or len(name) > 40:
+            raise LibraryError("mood_invalid", f"{raw!r} is not a mood: use 1-40 letters, digits, spaces or hyphens.")
         if name not in names:
             names.append(name)
     if len(names) > MAX_MOODS:
@@ -201,8 +204,14 @@ def cue_render(*, job_id) -> None:
     job = ProcessingJob.objects.select_related("cue__midi").get(pk=job_id)
     if job.is_finished:
         return
-    _job_update(job.pk, state=ProcessingJob.State.RUNNING, stage="rendering", progress=0.0,
-                attempts=F("attempts") + 1, started_at=timezone.now())  # fmt: skip
+    _job_update(
+        job.pk,
+        state=ProcessingJob.State.RUNNING,
+        stage="rendering",
+        progress=0.0,
+        attempts=F("attempts") + 1,
+        started_at=timezone.now(),
+    )
     scratch = Path(settings.CUELEDGER_SCRATCH_DIR) / str(job.pk)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -221,8 +230,14 @@ def cue_render(*, job_id) -> None:
             cue.audio, cue.preview, cue.waveform = audio, preview, waveform
             cue.status, cue.processing_error = Cue.Status.READY, ""
             cue.save(update_fields=["audio", "preview", "waveform", "status", "processing_error", "updated_at"])
-            _job_update(job.pk, state=ProcessingJob.State.SUCCEEDED, stage="done", progress=1.0, error="",
-                        finished_at=timezone.now())  # fmt: skip
+            _job_update(
+                job.pk,
+                state=ProcessingJob.State.SUCCEEDED,
+                stage="done",
+                progress=1.0,
+                error="",
+                finished_at=timezone.now(),
+            )
     except MusicError as exc:
         job_fail(job_id=job.pk, error=f"{exc.code}: {exc.detail}")
     finally:
@@ -235,12 +250,12 @@ def job_fail(*, job_id, error: str) -> None:
         job = ProcessingJob.objects.select_for_update().get(pk=job_id)
         if job.is_finished:
             return
-        _job_update(job.pk, state=ProcessingJob.State.FAILED, stage="failed", error=error,
-                    finished_at=timezone.now())  # fmt: skip
+        _job_update(job.pk, state=ProcessingJob.State.FAILED, stage="failed", error=error, finished_at=timezone.now())
         Cue.objects.filter(pk=job.cue_id).update(
-            status=Cue.Status.DRAFT, processing_error=f"{job.get_kind_display()} failed: {error}",
+            status=Cue.Status.DRAFT,
+            processing_error=f"{job.get_kind_display()} failed: {error}",
             updated_at=timezone.now(),
-        )  # fmt: skip
+        )
     log.warning("job %s on cue %s failed: %s", job_id, job.cue_id, error)
 
 
@@ -252,8 +267,9 @@ def job_resume_unfinished() -> int:
     just finds its job done.
     """
     unfinished = list(
-        ProcessingJob.objects.filter(state__in=[ProcessingJob.State.QUEUED, ProcessingJob.State.RUNNING])
-        .values_list("pk", flat=True)
+        ProcessingJob.objects.filter(state__in=[ProcessingJob.State.QUEUED, ProcessingJob.State.RUNNING]).values_list(
+            "pk", flat=True
+        )
     )
     for job_id in unfinished:
         job_enqueue(job_id)

@@ -41,6 +41,8 @@ def midi_from_tracks(*tracks: list[mido.Message | mido.MetaMessage], ticks_per_b
 def notes(pitches, *, ticks: int = 480, program: int | None = None, channel: int = 0) -> list:
     messages = [mido.Message("program_change", program=program, channel=channel)] if program is not None else []
     for pitch in pitches:
-        messages += [mido.Message("note_on", note=pitch, velocity=90, channel=channel, time=0),
-                     mido.Message("note_off", note=pitch, velocity=0, channel=channel, time=ticks)]  # fmt: skip
+        messages += [
+            mido.Message("note_on", note=pitch, velocity=90, channel=channel, time=0),
+            mido.Message("note_off", note=pitch, velocity=0, channel=channel, time=ticks),
+        ]
     return messages

@@ -24,9 +24,23 @@ MAX_TICK = 10_000_000
 MIN_TEMPO_US = 1
 
 GM_FAMILIES = (
-    "piano", "chromatic-percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass",
-    "reed", "pipe", "synth-lead", "synth-pad", "synth-effects", "ethnic", "percussive", "sound-effects",
-)  # fmt: skip
+    "piano",
+    "chromatic-percussion",
+    "organ",
+    "guitar",
+    "bass",
+    "strings",
+    "ensemble",
+    "brass",
+    "reed",
+    "pipe",
+    "synth-lead",
+    "synth-pad",
+    "synth-effects",
+    "ethnic",
+    "percussive",
+    "sound-effects",
+)
 DRUMS = "drums"
 
 _MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])

@@ -52,10 +52,11 @@ class RenderedAudio:
 
 
 def audio_render(score: pretty_midi.PrettyMIDI, out_dir: Path, *, progress: Progress | None = None) -> RenderedAudio:
-    """Render ``score`` into ``out_dir`` as ``audio.flac`` (16-bit stereo, lossless), ``preview.ogg`` (Ogg Vorbis; libsndfile's MP3 encoder runs at only ~26x real time here, Vorbis at ~130x) and
-    ``peaks.json`` (the audiowaveform JSON format, version 2: 8-bit min/max pairs per 512 frames of the mono mix).
+    """Render ``score`` into ``out_dir`` as ``audio.flac`` (16-bit stereo, lossless), ``preview.ogg`` (Ogg
+    Vorbis: libsndfile's MP3 encoder manages only ~26x real time here, Vorbis ~130x) and ``peaks.json`` (the
+    audiowaveform JSON format, version 2: 8-bit min/max pairs per 512 frames of the mono mix).
 
-    ``progress`` is called with the share of frames done, at most about twenty times.
+    ``progress`` is called with the share of frames done, about twenty times, the last time with 1.0.
     """
     fluidsynth = _fluidsynth()
     passes = _assign_channels(score.instruments)
@@ -105,7 +106,9 @@ def _fluidsynth():
     return fluidsynth
 
 
-def _assign_channels(instruments: Iterable[pretty_midi.Instrument]) -> list[list[tuple[int, pretty_midi.Instrument]]]:
+def _assign_channels(
+    instruments: Iterable[pretty_midi.Instrument],
+) -> list[list[tuple[int, pretty_midi.Instrument]]]:
     """Split the parts into synthesiser passes: each pass has 15 melodic channels and one drum channel."""
     passes: list[list[tuple[int, pretty_midi.Instrument]]] = []
     for instrument in instruments:

@@ -15,8 +15,25 @@ import pretty_midi
 
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
 _MINOR = (0, 2, 3, 5, 7, 8, 10)
-_PROGRESSIONS = {"major": ((0, 4, 5, 3), (0, 3, 4, 4), (0, 5, 3, 4)), "minor": ((0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 4))}
-_TONICS = {"C": 0, "C#": 1, "Db": 1, "D": 2, "Eb": 3, "E": 4, "F": 5, "F#": 6, "G": 7, "Ab": 8, "A": 9, "Bb": 10, "B": 11}
+_PROGRESSIONS = {
+    "major": ((0, 4, 5, 3), (0, 3, 4, 4), (0, 5, 3, 4)),
+    "minor": ((0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 4)),
+}
+_TONICS = {
+    "C": 0,
+    "C#": 1,
+    "Db": 1,
+    "D": 2,
+    "Eb": 3,
+    "E": 4,
+    "F": 5,
+    "F#": 6,
+    "G": 7,
+    "Ab": 8,
+    "A": 9,
+    "Bb": 10,
+    "B": 11,
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +53,7 @@ class Sketch:
 
 def sketch_midi(sketch: Sketch) -> bytes:
     """The sketch as Standard MIDI File bytes, with its tempo, time and key signatures declared."""
-    rng = random.Random(sketch.seed)
+    rng = random.Random(sketch.seed)  # noqa: S311 - reproducible music, not secrets
     beat = 60.0 / sketch.tempo_bpm
     bar = beat * sketch.beats_per_bar
     root = 48 + _TONICS[sketch.tonic]

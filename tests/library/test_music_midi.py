@@ -51,8 +51,10 @@ def test_smpte_time_division_is_refused_with_a_reason():
 
 
 def test_an_absurd_tick_value_is_refused_before_anything_is_allocated():
-    track = notes([60]) + [mido.Message("note_on", note=62, velocity=90, time=0x0FFFFFFF),
-                           mido.Message("note_off", note=62, velocity=0, time=10)]  # fmt: skip
+    track = notes([60]) + [
+        mido.Message("note_on", note=62, velocity=90, time=0x0FFFFFFF),
+        mido.Message("note_off", note=62, velocity=0, time=10),
+    ]
     error = refusal(midi_from_tracks(track))
     assert error.code == "midi_timing_invalid"
     assert "tick" in error.detail
@@ -90,8 +92,12 @@ def test_key_is_estimated_from_pitch_classes_when_undeclared():
 
 
 def test_tempo_changes_make_a_map_and_the_longest_tempo_is_the_main_one():
-    track = [mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100)), *notes([60] * 4),
-             mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(140)), *notes([62] * 16)]  # fmt: skip
+    track = [
+        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100)),
+        *notes([60] * 4),
+        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(140)),
+        *notes([62] * 16),
+    ]
     analysis = midi_analyse(read(midi_from_tracks(track)))
     assert [change["bpm"] for change in analysis.tempo_map] == [100.0, 140.0]
     assert analysis.tempo_map[1]["time_seconds"] == pytest.approx(2.4)
@@ -101,8 +107,12 @@ def test_tempo_changes_make_a_map_and_the_longest_tempo_is_the_main_one():
 def test_instruments_are_named_by_general_midi_program_and_family():
     analysis = midi_analyse(read(midi_sketch(melody_program=73, harmony_program=48, bass_program=32, drums=True)))
     found = {(i.program, i.name, i.family, i.is_drum) for i in analysis.instruments}
-    assert found == {(73, "Flute", "pipe", False), (48, "String Ensemble 1", "ensemble", False),
-                     (32, "Acoustic Bass", "bass", False), (0, "Drum kit", "drums", True)}  # fmt: skip
+    assert found == {
+        (73, "Flute", "pipe", False),
+        (48, "String Ensemble 1", "ensemble", False),
+        (32, "Acoustic Bass", "bass", False),
+        (0, "Drum kit", "drums", True),
+    }
     assert analysis.note_count == sum(i.note_count for i in analysis.instruments)
 
 

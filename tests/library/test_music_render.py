@@ -50,7 +50,11 @@ def test_the_same_score_renders_to_the_same_bytes(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first, second = render(tmp_path / "a", data), render(tmp_path / "b", data)
-    for left, right in ((first.flac, second.flac), (first.preview, second.preview), (first.peaks, second.peaks)):
+    for left, right in (
+        (first.flac, second.flac),
+        (first.preview, second.preview),
+        (first.peaks, second.peaks),
+    ):
         assert left.read_bytes() == right.read_bytes()
 
 
@@ -58,7 +62,11 @@ def test_peaks_follow_the_audiowaveform_json_format(tmp_path):
     rendered = render(tmp_path, midi_sketch(bars=2))
     peaks = json.loads(rendered.peaks.read_text())
     assert {k: peaks[k] for k in ("version", "channels", "sample_rate", "bits")} == {
-        "version": 2, "channels": 1, "sample_rate": SAMPLE_RATE, "bits": 8}  # fmt: skip
+        "version": 2,
+        "channels": 1,
+        "sample_rate": SAMPLE_RATE,
+        "bits": 8,
+    }
     assert peaks["samples_per_pixel"] == PEAKS_SAMPLES_PER_PIXEL
     assert peaks["length"] == -(-rendered.frames // PEAKS_SAMPLES_PER_PIXEL)
     assert len(peaks["data"]) == 2 * peaks["length"]

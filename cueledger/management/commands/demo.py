@@ -15,17 +15,42 @@ from library.models import Cue
 from library.music.sketch import Sketch, sketch_midi
 
 DEMO_CUES = (
-    ("Night Approach", "Low strings and a lonely flute under a tense scene.", ("tense", "dark"),
-     Sketch(tonic="D", mode="minor", tempo_bpm=72, bars=12, melody_program=73, harmony_program=48, seed=1)),
-    ("Morning Lift", "Bright piano and strings for an opening montage.", ("uplifting", "warm"),
-     Sketch(tonic="G", mode="major", tempo_bpm=112, bars=16, melody_program=0, harmony_program=49, seed=2)),
-    ("Chase Through the Market", "Driving brass and drums.", ("action", "urgent"),
-     Sketch(tonic="E", mode="minor", tempo_bpm=148, bars=24, melody_program=56, harmony_program=61, drums=True,
-            seed=3)),
-    ("Letters Never Sent", "A slow waltz for a quiet goodbye.", ("sad", "intimate"),
-     Sketch(tonic="A", mode="minor", tempo_bpm=84, bars=16, beats_per_bar=3, melody_program=71,
-            harmony_program=0, seed=4)),
-)  # fmt: skip
+    (
+        "Night Approach",
+        "Low strings and a lonely flute under a tense scene.",
+        ("tense", "dark"),
+        Sketch(tonic="D", mode="minor", tempo_bpm=72, bars=12, melody_program=73, harmony_program=48, seed=1),
+    ),
+    (
+        "Morning Lift",
+        "Bright piano and strings for an opening montage.",
+        ("uplifting", "warm"),
+        Sketch(tonic="G", mode="major", tempo_bpm=112, bars=16, melody_program=0, harmony_program=49, seed=2),
+    ),
+    (
+        "Chase Through the Market",
+        "Driving brass and drums.",
+        ("action", "urgent"),
+        Sketch(
+            tonic="E", mode="minor", tempo_bpm=148, bars=24, melody_program=56, harmony_program=61, drums=True, seed=3
+        ),
+    ),
+    (
+        "Letters Never Sent",
+        "A slow waltz for a quiet goodbye.",
+        ("sad", "intimate"),
+        Sketch(
+            tonic="A",
+            mode="minor",
+            tempo_bpm=84,
+            bars=16,
+            beats_per_bar=3,
+            melody_program=71,
+            harmony_program=0,
+            seed=4,
+        ),
+    ),
+)
 
 
 class Command(BaseCommand):
@@ -37,8 +62,9 @@ class Command(BaseCommand):
         created = 0
         if not Cue.objects.filter(created_by=producer).exists():
             for title, description, moods, sketch in DEMO_CUES:
-                services.cue_ingest(created_by=producer, title=title, description=description, moods=moods,
-                                    midi=sketch_midi(sketch))  # fmt: skip
+                services.cue_ingest(
+                    created_by=producer, title=title, description=description, moods=moods, midi=sketch_midi(sketch)
+                )
                 created += 1
         self.stdout.write(f"demo cues: {created} created, {Cue.objects.count()} in the catalog")
         self.stdout.write("\nDemo users (web login at /api/auth/login/, API: 'Authorization: Token <token>'):")

@@ -18,10 +18,32 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=1, help="worker processes for background jobs")
 
     def handle(self, *args, bind, web_workers, concurrency, **options):
-        web = [sys.executable, "-m", "gunicorn", "cueledger.wsgi", "--bind", bind, "--workers", str(web_workers),
-               "--access-logfile", "-", "--timeout", "120"]  # fmt: skip
-        worker = [sys.executable, "-m", "celery", "-A", "cueledger", "worker", "--loglevel", "INFO",
-                  "--concurrency", str(concurrency)]  # fmt: skip
+        web = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "cueledger.wsgi",
+            "--bind",
+            bind,
+            "--workers",
+            str(web_workers),
+            "--access-logfile",
+            "-",
+            "--timeout",
+            "120",
+        ]
+        worker = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "cueledger",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(concurrency),
+        ]
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):
             worker += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
         processes = [subprocess.Popen(worker), subprocess.Popen(web)]  # noqa: S603 - our own fixed argv
