@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
+BIND ?= 127.0.0.1:8000
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 
 run: setup
 	$(BIN)/python manage.py demo
-	$(BIN)/python manage.py serve
+	$(BIN)/python manage.py serve --bind $(BIND)
 
 test: system-packages $(STAMP)
 	scripts/system-packages.sh test

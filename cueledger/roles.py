@@ -37,9 +37,11 @@ def user_create(*, username: str, role: str, password: str | None = None, email:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     user_model = get_user_model()
     user = user_model.objects.create_user(username=username, email=email, password=password)
+    if role == ADMIN:  # admins also run the Django admin site
+        user.is_staff = user.is_superuser = True
     if password is None:
         user.set_unusable_password()
-        user.save(update_fields=["password"])
-    user.groups.add(Group.objects.get(name=role))
+    user.save()
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
     token = Token.objects.create(user=user)
     return user, token.key

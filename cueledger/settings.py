@@ -163,10 +163,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_BROKER_DIR / "processed"),
         "control_folder": str(_BROKER_DIR / "control"),
     }
-else:
-    # Seconds before Redis hands an unacknowledged message to another worker. It must exceed the longest task
-    # (a 20-minute cue renders in well under a minute).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1)}
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A message a worker took but never acknowledged (the worker died) goes back to the queue once it is older than
+    # the visibility timeout, which must exceed the longest task (a 20-minute cue renders in well under a minute).
+    # kombu looks for such messages every restore interval, but by default only on every tenth look: here on each.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),
+        "unacked_restore_interval": env_int("CELERY_RESTORE_INTERVAL", 10, minimum=1),
+        "unacked_restore_throttle": 1,
+    }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
