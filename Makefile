@@ -33,6 +33,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 lint:
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # Unit tests run on SQLite with the embedded broker.

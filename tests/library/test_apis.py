@@ -241,3 +241,15 @@ def test_the_midi_download_is_byte_identical_to_the_upload(api, producer):
     body = upload(api(producer), data).json()
     response = api(producer).get(f"{CUES}{body['id']}/midi/")
     assert io.BytesIO(b"".join(response.streaming_content)).getvalue() == data
+
+
+def test_a_session_sign_in_works_for_the_api(db):
+    from cueledger.roles import user_create
+
+    user_create(username="sam", role="supervisor", password="a long enough password")
+    client = APIClient()
+    page = client.get("/api/auth/login/")
+    assert page.status_code == 200
+    response = client.post("/api/auth/login/", {"username": "sam", "password": "a long enough password"})
+    assert response.status_code == 302 and response["Location"] == "/api/docs/"
+    assert client.get("/api/v1/me/").json()["roles"] == ["supervisor"]
