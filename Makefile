@@ -41,10 +41,12 @@ lint:
 unit:
 	$(BIN)/pytest --ignore=tests/integration
 
-# Integration tests run on the PostgreSQL and broker named by TEST_DATABASE_URL and TEST_BROKER_URL.
+# Integration tests run on the PostgreSQL and broker named by TEST_DATABASE_URL and TEST_BROKER_URL, and so do the
+# catalog's unit tests a second time, so that both databases are covered.
 integration:
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
-		DATABASE_URL="$$TEST_DATABASE_URL" CELERY_BROKER_URL="$$TEST_BROKER_URL" $(BIN)/pytest tests/integration; \
+		DATABASE_URL="$$TEST_DATABASE_URL" CELERY_BROKER_URL="$$TEST_BROKER_URL" \
+			$(BIN)/pytest tests/integration tests/library tests/cueledger/test_commands.py; \
 	elif [ -n "$$CUELEDGER_REQUIRE_INTEGRATION" ]; then \
 		echo "CUELEDGER_REQUIRE_INTEGRATION is set but TEST_DATABASE_URL is not"; exit 1; \
 	else \
