@@ -13,7 +13,7 @@ run: setup
 	$(BIN)/python manage.py serve --bind $(BIND)
 
 test: system-packages $(STAMP)
-	scripts/system-packages.sh test
+	PYTHON=$(PYTHON) scripts/system-packages.sh test
 	$(MAKE) --no-print-directory lint unit integration
 
 setup: system-packages $(STAMP)
@@ -21,12 +21,12 @@ setup: system-packages $(STAMP)
 	$(BIN)/python manage.py collectstatic --noinput -v0
 
 system-packages:
-	scripts/system-packages.sh runtime
+	PYTHON=$(PYTHON) scripts/system-packages.sh runtime
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Cueledger needs Python 3.11 or newer; $(PYTHON) is older"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@

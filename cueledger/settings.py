@@ -33,10 +33,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "cueledger",
+    "provenance",
     "library",
 ]
 
 MIDDLEWARE = [
+    "cueledger.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -116,6 +118,30 @@ CUELEDGER_SCRATCH_DIR = env_path("CUELEDGER_SCRATCH_DIR", VAR_DIR / "scratch")
 # --- The catalog -------------------------------------------------------------------------------------------------
 CUELEDGER_MAX_UPLOAD_BYTES = env_size("CUELEDGER_MAX_UPLOAD_BYTES", 5 * 1000**2)
 CUELEDGER_MAX_DURATION_SECONDS = env_int("CUELEDGER_MAX_DURATION_SECONDS", 20 * 60, minimum=1)
+
+# --- Provenance ----------------------------------------------------------------------------------------------------
+# Content Credentials (C2PA): the certificate chain (leaf first, PEM) and its private key that sign manifests, and
+# the trust anchors a reader needs. `manage.py c2pa dev-ca` writes a development CA and signing certificate to
+# CUELEDGER_C2PA_DIR; production configures a chain issued by a CA that C2PA validators trust.
+CUELEDGER_C2PA_DIR = env_path("CUELEDGER_C2PA_DIR", VAR_DIR / "c2pa")
+CUELEDGER_C2PA_CERT_CHAIN = env_path("CUELEDGER_C2PA_CERT_CHAIN", CUELEDGER_C2PA_DIR / "signing-chain.pem")
+CUELEDGER_C2PA_KEY = env_path("CUELEDGER_C2PA_KEY", CUELEDGER_C2PA_DIR / "signing-key.pem")
+CUELEDGER_C2PA_TRUST_ANCHORS = env_path("CUELEDGER_C2PA_TRUST_ANCHORS", CUELEDGER_C2PA_DIR / "dev-ca.pem")
+
+# The ledger's name in checkpoints (C2SP tlog-checkpoint "origin"): unique per deployment, stable forever.
+CUELEDGER_LEDGER_ORIGIN = env_str("CUELEDGER_LEDGER_ORIGIN", "cueledger.localhost/ledger")
+# Ed25519 signing keys, encrypted at rest with a passphrase taken from CUELEDGER_KEY_PASSPHRASE or, failing that, the
+# file CUELEDGER_KEY_PASSPHRASE_FILE. In the embedded default that file is made once under var/; in production keep
+# the passphrase off the machine's disk (a secret manager setting the variable).
+CUELEDGER_KEY_DIR = env_path("CUELEDGER_KEY_DIR", VAR_DIR / "keys")
+CUELEDGER_KEY_PASSPHRASE = env_str("CUELEDGER_KEY_PASSPHRASE", "")
+CUELEDGER_KEY_PASSPHRASE_FILE = env_path("CUELEDGER_KEY_PASSPHRASE_FILE", VAR_DIR / "key-passphrase")
+# Appended records are covered by a new signed checkpoint at most this many entries later.
+CUELEDGER_CHECKPOINT_EVERY = env_int("CUELEDGER_CHECKPOINT_EVERY", 1, minimum=1)
+
+# A running job renews its lease with every progress report (every few seconds); a job silent this long is taken to
+# be dead and another worker may take it over.
+CUELEDGER_JOB_LEASE_SECONDS = env_int("CUELEDGER_JOB_LEASE_SECONDS", 120, minimum=1)
 
 # --- API ---------------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -34,4 +34,10 @@ class AtomicFileSystemStorage(FileSystemStorage):
                     full_path = self.path(name)
         finally:
             os.unlink(draft)
+        # The new directory entry must reach the disk too, or a power cut could lose a file whose row is committed.
+        directory_fd = os.open(os.path.dirname(full_path), os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
         return str(name).replace("\\", "/")

@@ -17,10 +17,6 @@ from library.filters import CueFilter
 from library.models import Artifact, Cue, CueInstrument, ProcessingJob
 from library.selectors import cue_get_for_user, cue_list_for_user
 
-# Multipart framing and the text fields around the file; anything beyond this over the file limit is refused
-# before the body is read.
-_MULTIPART_ALLOWANCE = 1 << 20
-
 
 class ArtifactSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
@@ -177,7 +173,6 @@ class CueListCreateApi(generics.ListAPIView):
     def post(self, request):
         if not has_role(request.user, PRODUCER, ADMIN):
             raise LibraryError("permission_denied", "Only producers and admins upload cues.", http_status=403)
-        self._refuse_oversized_body(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["midi"]
@@ -193,16 +188,6 @@ class CueListCreateApi(generics.ListAPIView):
         )
         cue = cue_get_for_user(request.user, cue.pk)
         return Response(CueOutputSerializer(cue, context={"request": request}).data, status=status.HTTP_201_CREATED)
-
-    @staticmethod
-    def _refuse_oversized_body(request) -> None:
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        limit = settings.CUELEDGER_MAX_UPLOAD_BYTES
-        if length > limit + _MULTIPART_ALLOWANCE:
-            raise LibraryError("file_too_large", f"The request is {length:,} bytes; the MIDI limit is {limit:,}.")
 
 
 class CueDetailApi(generics.RetrieveAPIView):

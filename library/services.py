@@ -9,6 +9,7 @@ import re
 import shutil
 from collections.abc import Iterable
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import DatabaseError, IntegrityError, InterfaceError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -34,6 +35,11 @@ FLAC = "audio/flac"
 OGG = "audio/ogg"
 PEAKS = "application/json"
 MAX_MOODS = 20
+# A job whose worker died this many times (killed for memory or time) is failed instead of tried forever.
+JOB_MAX_ATTEMPTS = 3
+ORPHAN_GRACE = timedelta(hours=1)
+# Failures worth another try: the database or storage was briefly unavailable.
+TRANSIENT_ERRORS = (DatabaseError, InterfaceError, OSError)
 _MOOD_TEXT = re.compile(r"[\w\- ]+")
 _HASH_CHUNK = 1 << 20
 
@@ -121,35 +127,31 @@ def cue_ingest(
         raise LibraryError(exc.code, exc.detail) from None
     analysis = midi_analyse(score)
 
-    written: list[str] = []
-    try:
-        with transaction.atomic():
-            artifact, wrote = artifact_put(content=midi, media_type=MIDI)
-            if wrote:
-                written.append(artifact.storage_name)
-            cue = Cue.objects.create(
-                number=sequence_next("cue"),
-                title=title,
-                description=description.strip(),
-                source=source,
-                created_by=created_by,
-                midi=artifact,
-                duration_seconds=analysis.duration_seconds,
-                tempo_bpm=analysis.tempo_bpm,
-                key=analysis.key or "",
-                mode=analysis.mode or "",
-                analysis_detail=_analysis_detail(analysis),
-            )
-            cue.moods.set([Mood.objects.get_or_create(name=name)[0] for name in mood_names])
-            CueInstrument.objects.bulk_create(
-                CueInstrument(cue=cue, **instrument.__dict__) for instrument in analysis.instruments
-            )
-            job = ProcessingJob.objects.create(cue=cue, kind=ProcessingJob.Kind.RENDER)
-            transaction.on_commit(partial(job_enqueue, job.pk))
-    except BaseException:
-        for name in written:  # the transaction rolled back: the file it stored belongs to no row
-            default_storage.delete(name)
-        raise
+    # A fault after the file is stored rolls the rows back but leaves the file: deleting it here could remove bytes
+    # that a concurrent upload of the same file has just committed a row for. artifact_sweep_orphans removes it.
+    with transaction.atomic():
+        artifact, _ = artifact_put(content=midi, media_type=MIDI)
+        cue = Cue.objects.create(
+            number=sequence_next("cue"),
+            title=title,
+            description=description.strip(),
+            source=source,
+            created_by=created_by,
+            midi=artifact,
+            duration_seconds=analysis.duration_seconds,
+            tempo_bpm=analysis.tempo_bpm,
+            key=analysis.key or "",
+            mode=analysis.mode or "",
+            analysis_detail=_analysis_detail(analysis),
+        )
+        cue.moods.set([Mood.objects.get_or_create(name=name)[0] for name in mood_names])
+        CueInstrument.objects.bulk_create(
+            CueInstrument(cue=cue, **instrument.__dict__) for instrument in analysis.instruments
+        )
+        job = ProcessingJob.objects.create(cue=cue, kind=ProcessingJob.Kind.RENDER)
+        # robust: a broker that is down must not turn a committed upload into an error; the job stays queued in
+        # the database and job_resume_unfinished enqueues it when a worker starts.
+        transaction.on_commit(partial(job_enqueue, job.pk), robust=True)
     return cue
 
 
@@ -195,25 +197,29 @@ def job_enqueue(job_id) -> None:
     render_cue_task.delay(job_id=str(job_id))
 
 
+class JobBusy(Exception):
+    """Another worker holds a live lease on the job; the task should try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"job is running elsewhere; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
 def cue_render(*, job_id) -> None:
     """Render a cue's MIDI to FLAC, an Ogg Vorbis preview and waveform peaks; mark the cue ready.
 
-    Idempotent: a finished job is left alone, and a retried one starts from scratch in a clean folder. The audio
-    is deterministic, so a render repeated after a crash stores the same artifacts, not a second set.
+    Idempotent and safe to deliver twice: a finished job is left alone, a job another worker is running (its lease,
+    renewed with every progress report, is fresh) raises JobBusy, and each attempt works in its own folder. The audio
+    is deterministic, so an attempt repeated after a crash stores the same artifacts, not a second set.
     """
-    job = ProcessingJob.objects.select_related("cue__midi").get(pk=job_id)
-    if job.is_finished:
+    attempt = job_claim(job_id)
+    if attempt is None:
         return
-    _job_update(
-        job.pk,
-        state=ProcessingJob.State.RUNNING,
-        stage="rendering",
-        progress=0.0,
-        attempts=F("attempts") + 1,
-        started_at=timezone.now(),
-    )
-    scratch = Path(settings.CUELEDGER_SCRATCH_DIR) / str(job.pk)
-    shutil.rmtree(scratch, ignore_errors=True)
+    job = ProcessingJob.objects.select_related("cue__midi").get(pk=job_id)
+    scratch_root = Path(settings.CUELEDGER_SCRATCH_DIR)
+    for stale in scratch_root.glob(f"{job.pk}-*"):  # earlier attempts of this job are dead: we hold the lease
+        shutil.rmtree(stale, ignore_errors=True)
+    scratch = scratch_root / f"{job.pk}-{attempt}"
     scratch.mkdir(parents=True)
     try:
         with artifact_open(job.cue.midi) as handle:
@@ -226,6 +232,8 @@ def cue_render(*, job_id) -> None:
         preview = artifact_put(content=rendered.preview, media_type=OGG)[0]
         waveform = artifact_put(content=rendered.peaks, media_type=PEAKS)[0]
         with transaction.atomic():
+            if not _job_still_ours(job.pk, attempt):
+                return
             cue = Cue.objects.select_for_update().get(pk=job.cue_id)
             cue.audio, cue.preview, cue.waveform = audio, preview, waveform
             cue.status, cue.processing_error = Cue.Status.READY, ""
@@ -239,16 +247,65 @@ def cue_render(*, job_id) -> None:
                 finished_at=timezone.now(),
             )
     except MusicError as exc:
-        job_fail(job_id=job.pk, error=f"{exc.code}: {exc.detail}")
+        job_fail(job_id=job.pk, error=f"{exc.code}: {exc.detail}", attempt=attempt)
+    except TRANSIENT_ERRORS:
+        raise  # the task retries; the next attempt claims the job again
+    except Exception as exc:
+        job_fail(job_id=job.pk, error=f"internal_error: {type(exc).__name__}: {exc}", attempt=attempt)
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def job_fail(*, job_id, error: str) -> None:
-    """Record that a job gave up; its cue goes back to draft with the reason."""
+def job_claim(job_id) -> int | None:
+    """Take a job for this worker: returns the attempt number, or None when the job is finished or has failed too
+    often. Raises JobBusy when another worker's lease on it is still fresh.
+
+    One conditional UPDATE decides, so two workers can never both hold the job.
+    """
+    now = timezone.now()
+    stale = _lease_cutoff()
+    claimable = Q(state=ProcessingJob.State.QUEUED) | Q(state=ProcessingJob.State.RUNNING, updated_at__lt=stale)
     with transaction.atomic():
         job = ProcessingJob.objects.select_for_update().get(pk=job_id)
         if job.is_finished:
+            return None
+        if job.attempts >= JOB_MAX_ATTEMPTS:
+            job_fail(
+                job_id=job.pk,
+                error=f"attempts_exhausted: the job was started {job.attempts} times and never "
+                "finished; the worker may have been killed (out of memory or time)",
+            )
+            return None
+        claimed = ProcessingJob.objects.filter(claimable, pk=job_id).update(
+            state=ProcessingJob.State.RUNNING,
+            stage="rendering",
+            progress=0.0,
+            attempts=F("attempts") + 1,
+            started_at=now,
+            updated_at=now,
+        )
+    if not claimed:
+        raise JobBusy(retry_after=settings.CUELEDGER_JOB_LEASE_SECONDS)
+    return job.attempts + 1
+
+
+def _job_still_ours(job_id, attempt: int) -> bool:
+    job = ProcessingJob.objects.select_for_update().get(pk=job_id)
+    return job.attempts == attempt and not job.is_finished
+
+
+def job_fail(*, job_id, error: str, attempt: int | None = None) -> None:
+    """Record that a job gave up; its cue goes back to draft with the reason. With ``attempt``, only if that
+    attempt still holds the job; without, only if no worker holds a live lease on it."""
+    with transaction.atomic():
+        job = ProcessingJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.is_finished:
+            return
+        if attempt is not None and job.attempts != attempt:
+            return
+        leased = job.state == ProcessingJob.State.RUNNING and job.updated_at > _lease_cutoff()
+        if attempt is None and leased:
             return
         _job_update(job.pk, state=ProcessingJob.State.FAILED, stage="failed", error=error, finished_at=timezone.now())
         Cue.objects.filter(pk=job.cue_id).update(
@@ -260,20 +317,52 @@ def job_fail(*, job_id, error: str) -> None:
 
 
 def job_resume_unfinished() -> int:
-    """Enqueue every job that is queued or running according to the database; returns how many.
+    """Enqueue every job the database says is queued, or running without a live lease; returns how many.
 
-    For brokers that forget a message once a worker has taken it (the embedded filesystem broker): after a crash
-    the database still knows what was unfinished. Jobs are idempotent, so a message that was not lost after all
-    just finds its job done.
+    The embedded broker forgets a message once a worker has taken it, and a broker that was down when a cue was
+    committed never got the message at all: the database still knows what is unfinished. Jobs are claimed
+    atomically, so a message that was not lost after all finds its job taken or done.
     """
+    stale = _lease_cutoff()
     unfinished = list(
-        ProcessingJob.objects.filter(state__in=[ProcessingJob.State.QUEUED, ProcessingJob.State.RUNNING]).values_list(
-            "pk", flat=True
-        )
+        ProcessingJob.objects.filter(
+            Q(state=ProcessingJob.State.QUEUED) | Q(state=ProcessingJob.State.RUNNING, updated_at__lt=stale)
+        ).values_list("pk", flat=True)
     )
     for job_id in unfinished:
         job_enqueue(job_id)
     return len(unfinished)
+
+
+def artifact_sweep_orphans(*, older_than: timedelta = ORPHAN_GRACE) -> int:
+    """Delete stored files that no Artifact row names and that are older than ``older_than``; returns how many.
+
+    Such files are left by a transaction that failed after storing its bytes. The grace period covers transactions
+    still in flight, whose rows are not committed yet.
+    """
+    cutoff = timezone.now() - older_than
+    removed = 0
+    for name in _stored_artifact_names():
+        sha256 = name.rsplit("/", 1)[-1]
+        if default_storage.get_modified_time(name) >= cutoff or Artifact.objects.filter(sha256=sha256).exists():
+            continue
+        default_storage.delete(name)
+        removed += 1
+    return removed
+
+
+def _stored_artifact_names():
+    if not default_storage.exists("artifacts"):
+        return
+    for first in default_storage.listdir("artifacts")[0]:
+        for second in default_storage.listdir(f"artifacts/{first}")[0]:
+            for filename in default_storage.listdir(f"artifacts/{first}/{second}")[1]:
+                if not filename.startswith("."):
+                    yield f"artifacts/{first}/{second}/{filename}"
+
+
+def _lease_cutoff():
+    return timezone.now() - timedelta(seconds=settings.CUELEDGER_JOB_LEASE_SECONDS)
 
 
 def _job_update(job_id, **fields) -> None:

@@ -13,6 +13,8 @@ missing=()
 for package in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+# Debian's own Python makes virtualenvs only with python3-venv (ensurepip); other builds carry it themselves.
+"${PYTHON:-python3}" -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

@@ -22,6 +22,11 @@ from library.music import MusicError
 MAX_TICK = 10_000_000
 # A tempo meta event stores microseconds per quarter note in 24 bits; zero would mean an infinite tempo.
 MIN_TEMPO_US = 1
+# Far above any real cue (a 20-minute orchestral cue has some 30 parts and 200,000 events), far below what would
+# exhaust a worker: each block of 15 parts costs a synthesiser of its own when rendering.
+MAX_TRACKS = 512
+MAX_PARTS = 128
+MAX_EVENTS = 1_000_000
 
 GM_FAMILIES = (
     "piano",
@@ -81,59 +86,82 @@ class Analysis:
 def midi_read(data: bytes, *, max_duration_seconds: float) -> pretty_midi.PrettyMIDI:
     """Parse ``data`` as a Standard MIDI File, refusing anything malformed, empty, hostile or too long.
 
-    Raises MusicError with code ``midi_invalid``, ``midi_truncated``, ``midi_timing_invalid``, ``midi_empty`` or
-    ``duration_too_long``. Checks run cheapest first, and tick and tempo sanity are proven on the raw events before
-    pretty_midi builds its tick-to-time table.
+    Raises MusicError with code ``midi_invalid``, ``midi_truncated``, ``midi_timing_invalid``, ``midi_too_complex``,
+    ``midi_empty`` or ``duration_too_long``. Checks run cheapest first: the header's track count, then tick, tempo
+    and event counts on the raw events, all before pretty_midi builds its tick-to-time table and note objects.
     """
-    if not data.startswith(b"MThd"):
+    if not data.startswith(b"MThd") or len(data) < 14:
         raise MusicError("midi_invalid", "Not a Standard MIDI File: it does not start with an 'MThd' header.")
+    declared_tracks = int.from_bytes(data[10:12], "big")
+    if declared_tracks > MAX_TRACKS:
+        raise MusicError("midi_too_complex", f"The file declares {declared_tracks:,} tracks; at most {MAX_TRACKS}.")
     try:
         smf = mido.MidiFile(file=io.BytesIO(data))
     except EOFError:
         raise MusicError("midi_truncated", "The MIDI file ends in the middle of a chunk or event.") from None
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - mido raises many types on hostile bytes; all mean "not valid MIDI"
         raise MusicError("midi_invalid", f"The MIDI file is malformed: {exc}.") from None
-    _check_timing(smf)
-    duration = _raw_duration(smf)
-    if duration > max_duration_seconds:
-        raise MusicError(
-            "duration_too_long",
-            f"The cue lasts {_clock(duration)}; the longest accepted is {_clock(max_duration_seconds)}.",
-        )
+    _check_duration(_timing(smf), max_duration_seconds)
     try:
         score = pretty_midi.PrettyMIDI(mido_object=smf)
-    except (ValueError, KeyError, IndexError, ZeroDivisionError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the same boundary: anything pretty_midi rejects is invalid input
         raise MusicError("midi_invalid", f"The MIDI file cannot be interpreted: {exc}.") from None
-    if not any(instrument.notes for instrument in score.instruments):
+    parts = [instrument for instrument in score.instruments if instrument.notes]
+    if not parts:
         raise MusicError("midi_empty", "The MIDI file contains no notes.")
+    if len(parts) > MAX_PARTS:
+        raise MusicError("midi_too_complex", f"The cue has {len(parts)} instrument parts; at most {MAX_PARTS}.")
+    # pretty_midi takes tempo only from the first track; the length it renders is the one that must fit.
+    _check_duration(score.get_end_time(), max_duration_seconds)
     return score
 
 
-def _check_timing(smf: mido.MidiFile) -> None:
+def _check_duration(seconds: float, limit: float) -> None:
+    if seconds > limit:
+        raise MusicError(
+            "duration_too_long", f"The cue lasts {_clock(seconds)}; the longest accepted is {_clock(limit)}."
+        )
+
+
+def _timing(smf: mido.MidiFile) -> float:
+    """Check the raw events' timing and size, and return the file's length in seconds, in one pass over the events
+    (mido's own ``length`` merges every track into a new list first, which costs memory on hostile files)."""
     if smf.type == 2:
         raise MusicError("midi_invalid", "Type 2 (sequential multi-song) MIDI files are not supported.")
     if smf.ticks_per_beat < 0 or smf.ticks_per_beat > 0x7FFF:
         raise MusicError("midi_timing_invalid", "SMPTE time division is not supported; use ticks per quarter note.")
     if smf.ticks_per_beat == 0:
         raise MusicError("midi_timing_invalid", "The header gives 0 ticks per quarter note.")
+    tempo_changes: list[tuple[int, int]] = []
+    last_tick = events = 0
     for number, track in enumerate(smf.tracks):
         ticks = 0
+        events += len(track)
+        if events > MAX_EVENTS:
+            raise MusicError("midi_too_complex", f"The file holds more than {MAX_EVENTS:,} events.")
         for message in track:
             ticks += message.time
-            if message.type == "set_tempo" and message.tempo < MIN_TEMPO_US:
-                raise MusicError("midi_timing_invalid", f"Track {number} sets a tempo of 0 microseconds per beat.")
+            if message.type == "set_tempo":
+                if message.tempo < MIN_TEMPO_US:
+                    raise MusicError("midi_timing_invalid", f"Track {number} sets a tempo of 0 microseconds per beat.")
+                tempo_changes.append((ticks, message.tempo))
         if ticks > MAX_TICK:
             raise MusicError(
                 "midi_timing_invalid",
                 f"Track {number} reaches tick {ticks:,}; more than {MAX_TICK:,} ticks means a corrupt file.",
             )
+        last_tick = max(last_tick, ticks)
+    return _ticks_to_seconds(last_tick, sorted(tempo_changes), smf.ticks_per_beat)
 
 
-def _raw_duration(smf: mido.MidiFile) -> float:
-    try:
-        return float(smf.length)
-    except (ValueError, ZeroDivisionError) as exc:
-        raise MusicError("midi_timing_invalid", f"The MIDI file's timing cannot be resolved: {exc}.") from None
+def _ticks_to_seconds(tick: int, tempo_changes: list[tuple[int, int]], ticks_per_beat: int) -> float:
+    seconds, at, tempo = 0.0, 0, 500_000  # SMF 1.0: 120 beats per minute until a tempo event says otherwise
+    for change_tick, change_tempo in tempo_changes:
+        if change_tick >= tick:
+            break
+        seconds += (change_tick - at) * tempo / ticks_per_beat / 1e6
+        at, tempo = change_tick, change_tempo
+    return seconds + (tick - at) * tempo / ticks_per_beat / 1e6
 
 
 def midi_analyse(score: pretty_midi.PrettyMIDI) -> Analysis:

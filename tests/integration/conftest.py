@@ -95,7 +95,7 @@ def start_worker(transactional_db, settings, tmp_path, clean_broker):
            f"{database['PORT'] or 5432}/{database['NAME']}")  # fmt: skip
     env = dict(os.environ, DATABASE_URL=url, MEDIA_ROOT=str(settings.MEDIA_ROOT),
                CUELEDGER_SCRATCH_DIR=str(settings.CUELEDGER_SCRATCH_DIR), CUELEDGER_VAR_DIR=str(tmp_path / "var"),
-               CELERY_VISIBILITY_TIMEOUT="5", CELERY_RESTORE_INTERVAL="2", PYTHONUNBUFFERED="1")  # fmt: skip
+               CELERY_VISIBILITY_TIMEOUT="5", CELERY_RESTORE_INTERVAL="2", CUELEDGER_JOB_LEASE_SECONDS="5", PYTHONUNBUFFERED="1")  # fmt: skip
     workers: list[Worker] = []
 
     def start() -> Worker:

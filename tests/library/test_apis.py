@@ -253,3 +253,20 @@ def test_a_session_sign_in_works_for_the_api(db):
     response = client.post("/api/auth/login/", {"username": "sam", "password": "a long enough password"})
     assert response.status_code == 302 and response["Location"] == "/api/docs/"
     assert client.get("/api/v1/me/").json()["roles"] == ["supervisor"]
+
+
+def test_a_signed_in_session_cannot_make_the_server_read_an_oversized_body(db, settings):
+    """Session authentication checks CSRF, which parses the body: the size limit must come before it."""
+    from cueledger.roles import user_create
+
+    settings.CUELEDGER_MAX_UPLOAD_BYTES = 1_000
+    user_create(username="sue", role="supervisor", password="a long enough password")
+    client = APIClient(enforce_csrf_checks=True)
+    client.login(username="sue", password="a long enough password")
+    response = client.generic("POST", CUES, b"x" * (3 << 20), content_type="multipart/form-data; boundary=zzz")
+    assert response.status_code == 400 and response.json()["code"] == "file_too_large"
+
+
+def test_a_chunked_body_without_a_length_is_refused(api, producer):
+    response = api(producer).generic("POST", CUES, b"", HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH="")
+    assert response.status_code == 411 and response.json()["code"] == "length_required"

@@ -1,5 +1,7 @@
 """Reading and analysing MIDI: every refusal has its own code, and the analysis describes the music."""
 
+import io
+
 import mido
 import pytest
 
@@ -132,3 +134,41 @@ def test_energy_is_onsets_times_velocity_per_second():
 def test_analysis_is_deterministic():
     data = midi_sketch(seed=7, drums=True)
     assert midi_analyse(read(data)) == midi_analyse(read(data))
+
+
+def test_a_tempo_event_outside_the_first_track_cannot_hide_the_real_length():
+    """pretty_midi reads tempo from track 0 only, so a file whose other tracks speed up the tempo would measure
+    short by the raw events and render for days. The length pretty_midi will render is what must fit."""
+    conductor = [mido.MetaMessage("end_of_track", time=0)]
+    hostile = [mido.MetaMessage("set_tempo", tempo=1), mido.Message("note_on", note=60, velocity=90, time=0),
+               mido.Message("note_off", note=60, velocity=0, time=9_000_000)]  # fmt: skip
+    error = refusal(midi_from_tracks(conductor, hostile, ticks_per_beat=1))
+    assert error.code == "duration_too_long"
+
+
+def test_too_many_tracks_are_refused_from_the_header():
+    data = bytearray(midi_from_tracks(notes([60])))
+    data[10:12] = (10_000).to_bytes(2, "big")
+    assert refusal(bytes(data)).code == "midi_too_complex"
+
+
+def test_too_many_instrument_parts_are_refused():
+    tracks = [notes([60], channel=n % 16, program=n % 128) for n in range(200)]
+    assert refusal(midi_from_tracks(*tracks)).code == "midi_too_complex"
+
+
+def test_a_malformed_key_signature_is_invalid_midi_not_a_crash():
+    data = midi_from_tracks(notes([60, 62]))
+    track_start = data.index(b"MTrk")
+    body = b"\x00\xff\x59\x02\x40\x00" + data[track_start + 8 :]
+    hostile = data[:track_start] + b"MTrk" + len(body).to_bytes(4, "big") + body
+    assert refusal(hostile).code == "midi_invalid"
+
+
+def test_the_one_pass_length_agrees_with_mido():
+    track = [mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90)), *notes([60] * 6),
+             mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(150)), *notes([62] * 10)]  # fmt: skip
+    data = midi_from_tracks(track, notes([48] * 3))
+    from library.music.midi import _timing
+
+    assert _timing(mido.MidiFile(file=io.BytesIO(data))) == pytest.approx(mido.MidiFile(file=io.BytesIO(data)).length)

@@ -1,12 +1,14 @@
 """cue_ingest: a good cue is stored, analysed and queued for rendering; a bad one leaves nothing behind."""
 
+from datetime import timedelta
+
 import mido
 import pytest
 from django.core.files.storage import default_storage
 
 from library.errors import LibraryError
 from library.models import Artifact, Cue, CueInstrument, Mood, ProcessingJob
-from library.services import cue_ingest
+from library.services import artifact_sweep_orphans, cue_ingest
 from tests.factories import midi_from_tracks, midi_sketch, notes
 
 
@@ -102,17 +104,27 @@ def test_a_blank_title_is_refused(producer):
     assert caught.value.code == "title_required"
 
 
-def test_a_failure_after_the_file_is_written_removes_the_file(producer, private_files, monkeypatch):
-    """The database write fails after the MIDI reached storage: the transaction rolls back and so does the file."""
+def test_a_failure_after_the_file_is_written_leaves_an_orphan_that_the_sweep_removes(
+    producer, private_files, monkeypatch
+):
+    """The database write fails after the MIDI reached storage: the rows roll back and the file stays (deleting it
+    at once could remove bytes a concurrent upload just committed). The sweep removes it once it is old enough,
+    and never touches a file that a row names."""
 
     def broken_bulk_create(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(CueInstrument.objects, "bulk_create", broken_bulk_create)
-    with pytest.raises(RuntimeError):
-        cue_ingest(created_by=producer, title="Doomed", midi=midi_sketch(seed=9))
-    assert Cue.objects.count() == 0 and Artifact.objects.count() == 0
-    assert stored_files(private_files) == []
+    kept = cue_ingest(created_by=producer, title="Kept", midi=midi_sketch(seed=8))
+    with monkeypatch.context() as patch:
+        patch.setattr(CueInstrument.objects, "bulk_create", broken_bulk_create)
+        with pytest.raises(RuntimeError):
+            cue_ingest(created_by=producer, title="Doomed", midi=midi_sketch(seed=9))
+    assert Cue.objects.count() == 1 and Artifact.objects.count() == 1
+    assert len(stored_files(private_files)) == 2
+
+    assert artifact_sweep_orphans() == 0  # within the grace period: it might belong to a transaction in flight
+    assert artifact_sweep_orphans(older_than=timedelta(0)) == 1
+    assert [path.name for path in stored_files(private_files)] == [kept.midi_id]
 
 
 def test_moods_are_normalised_to_lowercase_hyphenated_tags(producer):

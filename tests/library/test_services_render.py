@@ -1,12 +1,19 @@
 """cue_render: a queued cue becomes ready with its audio; repeats and crashes leave one set of artifacts."""
 
+from datetime import timedelta
+
 import pytest
 import soundfile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from library.models import Artifact, Cue, ProcessingJob
-from library.services import cue_ingest, cue_render, job_resume_unfinished
+from library.services import JOB_MAX_ATTEMPTS, JobBusy, cue_ingest, cue_render, job_claim, job_resume_unfinished
 from tests.factories import midi_sketch
+
+
+def LONG_AGO():
+    return timezone.now() - timedelta(hours=1)
 
 
 @pytest.fixture
@@ -45,7 +52,7 @@ def test_a_rerun_after_a_crash_stores_the_same_artifacts_not_a_second_set(queued
     """A worker died after storing the audio but before marking the job done: the job runs again."""
     job = render_job(queued_cue)
     first = {queued_cue.audio_id, queued_cue.preview_id, queued_cue.waveform_id}
-    ProcessingJob.objects.filter(pk=job.pk).update(state=ProcessingJob.State.RUNNING)
+    ProcessingJob.objects.filter(pk=job.pk).update(state=ProcessingJob.State.RUNNING, updated_at=LONG_AGO())
     Cue.objects.filter(pk=queued_cue.pk).update(status=Cue.Status.ANALYSING, audio=None, preview=None, waveform=None)
     job = render_job(queued_cue)
     assert job.attempts == 2 and queued_cue.status == Cue.Status.READY
@@ -85,7 +92,54 @@ def test_unfinished_jobs_are_enqueued_again(producer, monkeypatch):
     waiting = cue_ingest(created_by=producer, title="Waiting", midi=midi_sketch(seed=1))
     running = cue_ingest(created_by=producer, title="Interrupted", midi=midi_sketch(seed=2))
     done = cue_ingest(created_by=producer, title="Done", midi=midi_sketch(seed=3))
-    ProcessingJob.objects.filter(cue=running).update(state=ProcessingJob.State.RUNNING)
+    alive = cue_ingest(created_by=producer, title="Running elsewhere", midi=midi_sketch(seed=4))
+    ProcessingJob.objects.filter(cue=running).update(state=ProcessingJob.State.RUNNING, updated_at=LONG_AGO())
+    ProcessingJob.objects.filter(cue=alive).update(state=ProcessingJob.State.RUNNING, updated_at=timezone.now())
     ProcessingJob.objects.filter(cue=done).update(state=ProcessingJob.State.SUCCEEDED)
     assert job_resume_unfinished() == 2
     assert set(enqueued) == set(ProcessingJob.objects.filter(cue__in=[waiting, running]).values_list("pk", flat=True))
+
+
+def test_a_job_another_worker_holds_is_busy_not_run_twice(queued_cue):
+    job = queued_cue.jobs.get()
+    assert job_claim(job.pk) == 1
+    with pytest.raises(JobBusy):
+        cue_render(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.state, job.attempts) == (ProcessingJob.State.RUNNING, 1)
+
+
+def test_a_job_that_keeps_killing_its_worker_is_failed_after_the_attempt_limit(queued_cue):
+    job = queued_cue.jobs.get()
+    ProcessingJob.objects.filter(pk=job.pk).update(
+        state=ProcessingJob.State.RUNNING, attempts=JOB_MAX_ATTEMPTS, updated_at=LONG_AGO()
+    )
+    cue_render(job_id=job.pk)
+    job.refresh_from_db()
+    queued_cue.refresh_from_db()
+    assert job.state == ProcessingJob.State.FAILED and job.error.startswith("attempts_exhausted")
+    assert queued_cue.status == Cue.Status.DRAFT
+
+
+def test_an_attempt_that_lost_its_lease_does_not_overwrite_the_newer_one(queued_cue, monkeypatch):
+    """The first attempt stalls past its lease, a second takes the job over and finishes; when the first finally
+    finishes rendering, it must not mark the job or the cue again."""
+    from library import services
+
+    job = queued_cue.jobs.get()
+    real_render = services.audio_render
+
+    def stall_while_another_worker_takes_over(score, out_dir, progress=None):
+        monkeypatch.setattr(services, "audio_render", real_render)
+        ProcessingJob.objects.filter(pk=job.pk).update(updated_at=LONG_AGO())
+        render_job(queued_cue)  # the takeover: attempt 2 renders and succeeds
+        Cue.objects.filter(pk=queued_cue.pk).update(processing_error="marker: untouched since attempt 2")
+        out_dir.mkdir(parents=True, exist_ok=True)  # attempt 2 tidied our folder away; we are slow, not dead
+        return real_render(score, out_dir, progress=progress)
+
+    monkeypatch.setattr(services, "audio_render", stall_while_another_worker_takes_over)
+    cue_render(job_id=job.pk)
+    job.refresh_from_db()
+    queued_cue.refresh_from_db()
+    assert (job.state, job.attempts) == (ProcessingJob.State.SUCCEEDED, 2)
+    assert queued_cue.processing_error == "marker: untouched since attempt 2"
