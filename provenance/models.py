@@ -1,0 +1,120 @@
+"""The ledger's tables. Entries, tree nodes and checkpoints are append-only: database triggers refuse UPDATE and
+DELETE on them (provenance/triggers.py). The head, the outbox and prompt secrets are ordinary mutable tables."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class SigningKey(models.Model):
+    """An Ed25519 key that signs records and checkpoints for a window of ledger indexes.
+
+    ``valid_until_index`` is exclusive and null while the key is current. The private key lives encrypted in the key
+    directory, never in the database; public keys of retired keys are kept forever so old entries still verify.
+    """
+
+    key_id = models.CharField(max_length=64, primary_key=True, help_text="hex SHA-256 of the raw public key")
+    name = models.CharField(max_length=200, help_text="the signer name in checkpoint notes (the log origin)")
+    public_key = models.BinaryField(max_length=32)
+    valid_from_index = models.PositiveBigIntegerField()
+    valid_until_index = models.PositiveBigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["valid_from_index"]
+
+    def __str__(self) -> str:
+        return f"{self.key_id[:16]} [{self.valid_from_index}, {self.valid_until_index or '...'})"
+
+
+class LedgerHead(models.Model):
+    """The one row that serialises appends: the tree size and its right border ("frontier"), the perfect subtrees
+    whose hashes an append or a root computation needs, so that neither reads the node table."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    size = models.PositiveBigIntegerField(default=0)
+    frontier = models.JSONField(default=list, help_text="[[level, index, hex hash], ...]")
+
+    def __str__(self) -> str:
+        return f"ledger of {self.size} entries"
+
+
+class LedgerEntry(models.Model):
+    index = models.PositiveBigIntegerField(primary_key=True)
+    leaf_hash = models.CharField(max_length=64, unique=True)
+    envelope = models.BinaryField()
+    subject_digest = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=20, db_index=True)
+    key_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["index"]
+        verbose_name_plural = "ledger entries"
+
+    def __str__(self) -> str:
+        return f"#{self.index} {self.kind} {self.subject_digest[:12]}"
+
+
+class MerkleNode(models.Model):
+    """The hash of a perfect subtree: leaves [index * 2**level, (index + 1) * 2**level)."""
+
+    level = models.PositiveSmallIntegerField()
+    index = models.PositiveBigIntegerField()
+    hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["level", "index"], name="merkle_node_unique")]
+
+    def __str__(self) -> str:
+        return f"node {self.level}/{self.index}"
+
+
+class Checkpoint(models.Model):
+    size = models.PositiveBigIntegerField(unique=True)
+    root_hash = models.CharField(max_length=64)
+    note = models.TextField(help_text="the C2SP signed note")
+    key_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-size"]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.size}"
+
+
+class OutboxRecord(models.Model):
+    """A record to append, written in the same transaction as the change it describes; appended later by a worker,
+    in the transaction that creates its ledger entry."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=20)
+    subjects = models.JSONField(help_text="[[name, sha256 hex], ...]")
+    predicate = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    entry_index = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} -> {self.entry_index}"
+
+
+class PromptSecret(models.Model):
+    """A prompt's plaintext and salt, readable only by legal and its creator. Erasing empties both; the ledger keeps
+    only the commitment SHA-256(salt || prompt), which then proves nothing about the words."""
+
+    commitment = models.CharField(max_length=64, primary_key=True)
+    subject_digest = models.CharField(max_length=64, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    plaintext = models.TextField(blank=True)
+    salt = models.BinaryField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"prompt {self.commitment[:12]}{' (erased)' if self.erased_at else ''}"
