@@ -1,10 +1,10 @@
 """The catalog's REST API: thin views that validate input, call one service or selector, and serialise."""
 
 from django.conf import settings
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -15,7 +15,11 @@ from library import services
 from library.errors import LibraryError
 from library.filters import CueFilter
 from library.models import Artifact, Cue, CueInstrument, ProcessingJob
-from library.selectors import cue_get_for_user, cue_list_for_user
+from library.selectors import cue_auditable_by, cue_digests, cue_get_for_user, cue_list_for_user
+from provenance import services as provenance_services
+from provenance.apis import CheckpointSerializer, EntrySerializer, checkpoint_data, entry_data
+from provenance.ledger import dump_bundle
+from provenance.models import LedgerEntry
 
 
 class ArtifactSerializer(serializers.Serializer):
@@ -254,3 +258,53 @@ def _rendered(cue: Cue, field: str) -> Artifact:
         state = "rendering failed; see processing_error" if cue.status == Cue.Status.DRAFT else "still rendering"
         raise LibraryError("audio_not_ready", f"{cue.code} has no rendered audio yet ({state}).", http_status=409)
     return artifact
+
+
+class CueProvenanceApi(APIView):
+    @extend_schema(
+        responses=inline_serializer(
+            "CueProvenance", {"checkpoint": CheckpointSerializer(), "records": EntrySerializer(many=True)}
+        ),
+        summary="The cue's signed records, decoded, with inclusion proofs (legal, admin, and the cue's producer)",
+    )
+    def get(self, request, cue_id):
+        cue = _cue_for_audit(request.user, cue_id)
+        provenance_services.outbox_drain()
+        checkpoint = provenance_services.checkpoint_latest()
+        entries = LedgerEntry.objects.filter(subject_digest__in=cue_digests(cue), index__lt=checkpoint.size)
+        return Response(
+            {
+                "checkpoint": CheckpointSerializer(checkpoint_data(checkpoint)).data,
+                "records": EntrySerializer([entry_data(e, checkpoint) for e in entries], many=True).data,
+            }
+        )
+
+
+class CueEvidenceBundleApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("since", int, description="add a consistency proof from this earlier size")],
+        responses={(200, "application/json"): OpenApiTypes.BINARY},
+        summary="The cue's evidence bundle, for offline checking with `python -m provenance.verify`",
+    )
+    def get(self, request, cue_id):
+        cue = _cue_for_audit(request.user, cue_id)
+        since = request.query_params.get("since")
+        if since is not None and not since.isdigit():
+            raise LibraryError("validation_error", "since must be a whole number (an earlier tree size).")
+        bundle = provenance_services.bundle_build(
+            subject_digests=cue_digests(cue),
+            since=int(since) if since else None,
+            subject={"cue": {"id": str(cue.pk), "code": cue.code, "title": cue.title}},
+        )
+        response = HttpResponse(dump_bundle(bundle), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="{cue.code}.evidence.json"'
+        return response
+
+
+def _cue_for_audit(user, cue_id) -> Cue:
+    cue = cue_get_for_user(user, cue_id)
+    if not cue_auditable_by(user, cue):
+        raise LibraryError(
+            "permission_denied", "Provenance is for legal, admins and the cue's producer.", http_status=403
+        )
+    return cue

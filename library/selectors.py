@@ -1,5 +1,7 @@
 """Reads of the catalog, each limited to what the asking user may see."""
 
+import uuid
+
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
@@ -30,3 +32,25 @@ def cue_get_for_user(user, cue_id) -> Cue:
         return cue_list_for_user(user).prefetch_related("moods", "instruments", "jobs").get(pk=cue_id)
     except (Cue.DoesNotExist, ValueError):
         raise Http404 from None
+
+
+def cue_digests(cue: Cue) -> list[str]:
+    """Every artifact digest of a cue: the subjects its provenance records may be about."""
+    return [digest for digest in (cue.midi_id, cue.audio_id, cue.preview_id, cue.waveform_id) if digest]
+
+
+def cue_by_reference(reference: str) -> Cue | None:
+    """A cue by its id (UUID) or its code (CUE-000123), for commands run by operators; None when there is none."""
+    if reference.upper().startswith("CUE-") and reference[4:].isdigit():
+        return Cue.objects.filter(number=int(reference[4:])).first()
+    try:
+        return Cue.objects.filter(pk=uuid.UUID(reference)).first()
+    except ValueError:
+        return None
+
+
+def cue_auditable_by(user, cue: Cue) -> bool:
+    """Legal and admin audit every cue; a producer audits the cues they made. Supervisors never see provenance:
+    it names models and their inputs."""
+    roles = user_roles(user)
+    return bool(roles & {ADMIN, LEGAL}) or (PRODUCER in roles and cue.created_by_id == user.pk)

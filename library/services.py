@@ -27,6 +27,7 @@ from library.models import Artifact, Cue, CueInstrument, Mood, ProcessingJob, Se
 from library.music import MusicError
 from library.music.midi import midi_analyse, midi_read
 from library.music.render import audio_render
+from provenance import services as provenance_services
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,10 @@ def cue_ingest(
     description: str = "",
     moods: Iterable[str] = (),
     source: str = Cue.Source.IMPORTED,
+    claimed_origin: dict | None = None,
 ) -> Cue:
-    """Validate, store and analyse a MIDI cue and create it, all or nothing; rendering is queued after commit.
+    """Validate, store and analyse a MIDI cue and create it with its signed ``ingest`` record, all or nothing;
+    rendering is queued after commit. ``claimed_origin`` is what the uploader says made the cue, kept as a claim.
 
     Everything that can reject the input runs before anything is written, so a refused upload leaves no row, no
     file and no job behind.
@@ -147,6 +150,17 @@ def cue_ingest(
         cue.moods.set([Mood.objects.get_or_create(name=name)[0] for name in mood_names])
         CueInstrument.objects.bulk_create(
             CueInstrument(cue=cue, **instrument.__dict__) for instrument in analysis.instruments
+        )
+        provenance_services.record_enqueue(
+            kind="ingest",
+            subjects=[(f"{cue.code}.mid", artifact.sha256)],
+            predicate={
+                "cue": {"id": str(cue.pk), "code": cue.code, "title": cue.title},
+                "uploaded_by": created_by.get_username(),
+                "uploaded_at": cue.created_at.isoformat(),
+                "artifact": {"media_type": MIDI, "size": artifact.size},
+                "claimed_origin": dict(claimed_origin or {}),
+            },
         )
         job = ProcessingJob.objects.create(cue=cue, kind=ProcessingJob.Kind.RENDER)
         # robust: a broker that is down must not turn a committed upload into an error; the job stays queued in

@@ -43,7 +43,7 @@ class LedgerHead(models.Model):
 
 class LedgerEntry(models.Model):
     index = models.PositiveBigIntegerField(primary_key=True)
-    leaf_hash = models.CharField(max_length=64, unique=True)
+    leaf_hash = models.CharField(max_length=64, db_index=True)
     envelope = models.BinaryField()
     subject_digest = models.CharField(max_length=64, db_index=True)
     kind = models.CharField(max_length=20, db_index=True)

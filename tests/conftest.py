@@ -5,10 +5,32 @@ from tests.factories import client_for, user_in_role
 
 @pytest.fixture(autouse=True)
 def private_files(settings, tmp_path):
-    """Every test stores artifacts and scratch files in its own folders."""
+    """Every test stores artifacts, scratch files and signing keys in its own folders."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.CUELEDGER_SCRATCH_DIR = tmp_path / "scratch"
+    settings.CUELEDGER_KEY_DIR = tmp_path / "keys"
+    settings.CUELEDGER_KEY_PASSPHRASE = "test passphrase, not a secret"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def append_only_ledger(request):
+    """The ledger's triggers refuse DELETE, and on SQLite pytest-django empties tables with DELETE after each
+    transactional test. So around such tests: make sure the triggers are in place before, drop them for the
+    flush after; the next test puts them back. (On PostgreSQL the flush is a TRUNCATE, which they allow.)"""
+    transactional = {"transactional_db", "live_server"} & set(request.fixturenames)
+    if not transactional:
+        yield
+        return
+    from django.db import connection
+
+    from provenance.triggers import triggers_install, triggers_remove_unsafe
+
+    request.getfixturevalue("transactional_db")
+    triggers_install(connection)
+    yield
+    if connection.vendor == "sqlite":
+        triggers_remove_unsafe(connection)
 
 
 @pytest.fixture

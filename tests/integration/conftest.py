@@ -61,10 +61,28 @@ class Worker:
         self.log_path = log
         self.log = log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "cueledger", "worker", "--loglevel", "INFO", "--concurrency", "1",
-             "--without-mingle", "--without-gossip", "--hostname", f"test-{log.stem}@%h"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "cueledger",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "1",
+                "--without-mingle",
+                "--without-gossip",
+                "--hostname",
+                f"test-{log.stem}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while "ready." not in log.read_text():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -91,11 +109,23 @@ class Worker:
 def start_worker(transactional_db, settings, tmp_path, clean_broker):
     """Start real worker processes on the test database (the test's rows are committed, so they can see them)."""
     database = connection.settings_dict
-    url = (f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST'] or '127.0.0.1'}:"
-           f"{database['PORT'] or 5432}/{database['NAME']}")  # fmt: skip
-    env = dict(os.environ, DATABASE_URL=url, MEDIA_ROOT=str(settings.MEDIA_ROOT),
-               CUELEDGER_SCRATCH_DIR=str(settings.CUELEDGER_SCRATCH_DIR), CUELEDGER_VAR_DIR=str(tmp_path / "var"),
-               CELERY_VISIBILITY_TIMEOUT="5", CELERY_RESTORE_INTERVAL="2", CUELEDGER_JOB_LEASE_SECONDS="5", PYTHONUNBUFFERED="1")  # fmt: skip
+    url = (
+        f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}"
+    )
+    env = dict(
+        os.environ,
+        DATABASE_URL=url,
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        CUELEDGER_SCRATCH_DIR=str(settings.CUELEDGER_SCRATCH_DIR),
+        CUELEDGER_VAR_DIR=str(tmp_path / "var"),
+        CUELEDGER_KEY_DIR=str(settings.CUELEDGER_KEY_DIR),
+        CUELEDGER_KEY_PASSPHRASE=settings.CUELEDGER_KEY_PASSPHRASE,
+        CELERY_VISIBILITY_TIMEOUT="5",
+        CELERY_RESTORE_INTERVAL="2",
+        CUELEDGER_JOB_LEASE_SECONDS="5",
+        PYTHONUNBUFFERED="1",
+    )
     workers: list[Worker] = []
 
     def start() -> Worker:

@@ -9,6 +9,7 @@ from django.core.files.storage import default_storage
 from library.errors import LibraryError
 from library.models import Artifact, Cue, CueInstrument, Mood, ProcessingJob
 from library.services import artifact_sweep_orphans, cue_ingest
+from provenance.models import OutboxRecord
 from tests.factories import midi_from_tracks, midi_sketch, notes
 
 
@@ -32,7 +33,11 @@ def test_ingest_stores_the_midi_under_its_digest_and_records_the_analysis(produc
     assert default_storage.open(cue.midi.storage_name).read() == data
     assert (cue.midi.media_type, cue.midi.size) == ("audio/midi", len(data))
     assert ProcessingJob.objects.get(cue=cue).state == ProcessingJob.State.QUEUED
-    assert len(callbacks) == 1  # rendering is enqueued only once the transaction commits
+    record = OutboxRecord.objects.get()
+    assert record.kind == "ingest" and record.subjects == [[f"{cue.code}.mid", cue.midi_id]]
+    assert record.predicate["cue"] == {"id": str(cue.pk), "code": cue.code, "title": "Night Drive"}
+    assert record.predicate["uploaded_by"] == producer.username and record.predicate["claimed_origin"] == {}
+    assert len(callbacks) == 2  # rendering and the ledger append are enqueued only once the transaction commits
 
 
 def test_cue_numbers_are_consecutive(producer):
@@ -71,7 +76,7 @@ def test_a_refused_midi_leaves_no_row_no_file_and_no_job(
         cue_ingest(created_by=producer, title="Bad", midi=data, moods=["tense"])
     assert caught.value.code == code
     assert (Cue.objects.count(), Artifact.objects.count(), ProcessingJob.objects.count()) == (0, 0, 0)
-    assert Mood.objects.count() == 0 and CueInstrument.objects.count() == 0
+    assert Mood.objects.count() == 0 and CueInstrument.objects.count() == 0 and OutboxRecord.objects.count() == 0
     assert stored_files(private_files) == [] and callbacks == []
 
 

@@ -1,0 +1,386 @@
+"""Writes and proofs of the provenance ledger: appending signed records, checkpoints, keys, bundles, prompts.
+
+Appends are serialised on the single LedgerHead row (SELECT ... FOR UPDATE on PostgreSQL; SQLite takes its write
+lock at BEGIN IMMEDIATE), so indexes are gapless and the tree cannot fork. The head caches the tree's right border,
+the only nodes an append or a root needs, so an append reads no tree nodes at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from provenance.errors import ProvenanceError
+from provenance.keys import key_generate, signer_for
+from provenance.ledger import (
+    Checkpoint as NoteCheckpoint,
+)
+from provenance.ledger import (
+    KeyRing,
+    LedgerError,
+    LedgerKey,
+    MemoryNodeStore,
+    MerkleTree,
+    b64,
+    check_entries,
+    leaf_hash,
+    make_bundle,
+    make_statement,
+    note_key_id,
+    open_note,
+    sign_envelope,
+)
+from provenance.models import Checkpoint, LedgerEntry, LedgerHead, MerkleNode, OutboxRecord, PromptSecret, SigningKey
+from provenance.records import PREDICATE_TYPES, predicate_check
+
+log = logging.getLogger(__name__)
+OUTBOX_BATCH = 200
+
+
+def origin() -> str:
+    return settings.CUELEDGER_LEDGER_ORIGIN
+
+
+# --- The tree over the database ----------------------------------------------------------------------------------
+
+
+class DbNodeStore:
+    """MerkleTree's node store on the MerkleNode table, with known nodes (the head's frontier) held in memory and
+    new nodes collected for one bulk insert."""
+
+    def __init__(self, known: dict[tuple[int, int], bytes] | None = None) -> None:
+        self.known = dict(known or {})
+        self.new: list[MerkleNode] = []
+
+    def get(self, level: int, index: int) -> bytes | None:
+        if (level, index) in self.known:
+            return self.known[(level, index)]
+        value = MerkleNode.objects.filter(level=level, index=index).values_list("hash", flat=True).first()
+        if value is not None:
+            self.known[(level, index)] = bytes(value)
+        return bytes(value) if value is not None else None
+
+    def put(self, level: int, index: int, value: bytes) -> None:
+        self.known[(level, index)] = value
+        self.new.append(MerkleNode(level=level, index=index, hash=value))
+
+
+def _frontier(head: LedgerHead) -> dict[tuple[int, int], bytes]:
+    return {(level, index): bytes.fromhex(value) for level, index, value in head.frontier}
+
+
+def _frontier_of(store: DbNodeStore, size: int) -> list[list]:
+    """The perfect subtrees along the right border of a tree of ``size`` leaves: one per set bit of ``size``."""
+    return [
+        [level, (size >> level) - 1, store.known[(level, (size >> level) - 1)].hex()]
+        for level in range(size.bit_length())
+        if size >> level & 1
+    ]
+
+
+def _head_locked() -> LedgerHead:
+    LedgerHead.objects.get_or_create(pk=1)
+    return LedgerHead.objects.select_for_update().get(pk=1)
+
+
+def _tree_at(size: int) -> MerkleTree:
+    return MerkleTree(DbNodeStore(), size=size)
+
+
+# --- Appending ---------------------------------------------------------------------------------------------------
+
+
+def ledger_append(*, kind: str, subjects: Sequence[tuple[str, str]], predicate: dict) -> LedgerEntry:
+    """Sign a record and append it now. Most callers use record_enqueue instead, inside their own transaction."""
+    predicate_check(kind, predicate)
+    with transaction.atomic():
+        return _append(_head_locked(), kind, subjects, predicate)
+
+
+def _append(head: LedgerHead, kind: str, subjects: Sequence[Sequence[str]], predicate: dict) -> LedgerEntry:
+    index = head.size
+    key = _current_key(index)
+    envelope = sign_envelope(
+        make_statement([(name, digest) for name, digest in subjects], PREDICATE_TYPES[kind], predicate),
+        signer_for(key.key_id),
+    )
+    leaf = leaf_hash(envelope)
+    store = DbNodeStore(_frontier(head))
+    MerkleTree(store, size=index).append(leaf)
+    MerkleNode.objects.bulk_create(store.new)
+    entry = LedgerEntry.objects.create(
+        index=index,
+        leaf_hash=leaf.hex(),
+        envelope=envelope,
+        subject_digest=subjects[0][1],
+        kind=kind,
+        key_id=key.key_id,
+        created_at=timezone.now(),
+    )
+    head.size = index + 1
+    head.frontier = _frontier_of(store, head.size)
+    head.save(update_fields=["size", "frontier"])
+    return entry
+
+
+def _current_key(index: int) -> SigningKey:
+    key = SigningKey.objects.filter(valid_until_index__isnull=True).first()
+    if key is None:  # the first append of a new ledger makes its first key
+        identifier, public = key_generate()
+        key = SigningKey.objects.create(key_id=identifier, name=origin(), public_key=public, valid_from_index=index)
+    return key
+
+
+def record_enqueue(*, kind: str, subjects: Sequence[tuple[str, str]], predicate: dict) -> OutboxRecord:
+    """Queue a record in the caller's transaction; it is signed and appended after commit (outbox_drain).
+
+    So a change and its record commit together or not at all, without every writer waiting on the ledger's lock.
+    """
+    predicate_check(kind, predicate)
+    record = OutboxRecord.objects.create(kind=kind, subjects=[list(s) for s in subjects], predicate=predicate)
+    transaction.on_commit(partial(_drain_later), robust=True)
+    return record
+
+
+def _drain_later() -> None:
+    from provenance.tasks import outbox_drain_task
+
+    outbox_drain_task.delay()
+
+
+def outbox_drain(*, batch: int = OUTBOX_BATCH) -> int:
+    """Append every pending outbox record, oldest first, each marked in the transaction that appends it; then sign
+    a checkpoint over them. Returns how many were appended. Safe to run in several processes at once."""
+    appended = 0
+    while True:
+        with transaction.atomic():
+            head = _head_locked()
+            pending = list(OutboxRecord.objects.filter(entry_index__isnull=True).order_by("created_at", "id")[:batch])
+            for record in pending:
+                record.entry_index = _append(head, record.kind, record.subjects, record.predicate).index
+                record.save(update_fields=["entry_index"])
+        appended += len(pending)
+        if len(pending) < batch:
+            break
+    if appended:
+        checkpoint_create()
+    return appended
+
+
+# --- Checkpoints and proofs --------------------------------------------------------------------------------------
+
+
+def checkpoint_create() -> Checkpoint:
+    """Sign a checkpoint of the whole ledger as it is now, or return the existing one of that size."""
+    with transaction.atomic():
+        head = _head_locked()
+        existing = Checkpoint.objects.filter(size=head.size).first()
+        if existing:
+            return existing
+        root = MerkleTree(DbNodeStore(_frontier(head)), size=head.size).root()
+        key = _current_key(head.size)
+        body = NoteCheckpoint(origin(), head.size, root).body()
+        return Checkpoint.objects.create(
+            size=head.size,
+            root_hash=root.hex(),
+            note=note_sign(body, origin(), signer_for(key.key_id)),
+            key_id=key.key_id,
+            created_at=timezone.now(),
+        )
+
+
+def note_sign(body: str, name: str, signer) -> str:
+    """A C2SP signed note made through the Signer interface (so a KMS signer can sign checkpoints too): the body,
+    a blank line, and ``— <name> <base64(key id || Ed25519 signature of the body)>``."""
+    signature = signer.sign(body.encode("utf-8"))
+    return f"{body}\n\u2014 {name} {b64(note_key_id(name, signer.public_key_bytes) + signature)}\n"
+
+
+def checkpoint_latest() -> Checkpoint:
+    """The newest checkpoint, signing one first if entries were appended since."""
+    head = LedgerHead.objects.filter(pk=1).first()
+    latest = Checkpoint.objects.order_by("-size").first()
+    if latest is None or (head and head.size > latest.size):
+        return checkpoint_create()
+    return latest
+
+
+def inclusion_proof(index: int, size: int) -> list[bytes]:
+    return _tree_at(size).inclusion_proof(index, size)
+
+
+def consistency_proof(first: int, second: int) -> list[bytes]:
+    head = LedgerHead.objects.filter(pk=1).first()
+    size = head.size if head else 0
+    if not 0 < first <= second <= size:
+        raise ProvenanceError(
+            "proof_range_invalid", f"Need 0 < first <= second <= {size} (the ledger's size); got {first}, {second}."
+        )
+    return _tree_at(size).consistency_proof(first, second)
+
+
+# --- Keys --------------------------------------------------------------------------------------------------------
+
+
+def keyring() -> KeyRing:
+    return KeyRing(key_as_ledger_key(key) for key in SigningKey.objects.all())
+
+
+def key_as_ledger_key(key: SigningKey) -> LedgerKey:
+    return LedgerKey(
+        key_id=key.key_id,
+        name=key.name,
+        public_key=bytes(key.public_key),
+        valid_from_index=key.valid_from_index,
+        valid_until_index=key.valid_until_index,
+    )
+
+
+def key_rotate() -> SigningKey:
+    """Retire the current key and start a new one. The hand-over is itself a record, signed by the old key, and the
+    new key signs from the next index on. Old entries keep verifying against the retired key's window."""
+    with transaction.atomic():
+        head = _head_locked()
+        old = _current_key(head.size)
+        identifier, public = key_generate()
+        starts = head.size + 1
+        predicate = {
+            "event": "rotation",
+            "retired_key_id": old.key_id,
+            "new_key": {"key_id": identifier, "public_key": b64(public), "valid_from_index": starts},
+        }
+        predicate_check("key", predicate)
+        _append(head, "key", [(f"ed25519-public-key:{identifier}", identifier)], predicate)
+        old.valid_until_index, old.retired_at = starts, timezone.now()
+        old.save(update_fields=["valid_until_index", "retired_at"])
+        return SigningKey.objects.create(key_id=identifier, name=origin(), public_key=public, valid_from_index=starts)
+
+
+# --- Verification of the whole ledger ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    size: int
+    checkpoints: int
+    ok: bool
+    index: int | None = None
+    code: str = ""
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "size": self.size,
+            "checkpoints": self.checkpoints,
+            "index": self.index,
+            "code": self.code or None,
+            "detail": self.detail or None,
+        }
+
+
+def ledger_verify() -> LedgerReport:
+    """Recompute the ledger from its rows: every entry's signature (by a key valid at its index), leaf hash and
+    place (gapless), every stored tree node, and every stored checkpoint's root and signature. Reports the first
+    divergence; trusts nothing the tables say about themselves."""
+    head = LedgerHead.objects.filter(pk=1).first()
+    size = head.size if head else 0
+    ring = keyring()
+    store = MemoryNodeStore()
+    tree = MerkleTree(store)
+    checkpoints = list(Checkpoint.objects.order_by("size"))
+    rows = LedgerEntry.objects.order_by("index").values_list("index", "envelope", "leaf_hash").iterator(2000)
+    stored_leaves: dict[int, str] = {}
+
+    def entries() -> Iterable[tuple[int, bytes]]:
+        for expected, (index, envelope, stored_leaf) in enumerate(rows):
+            if index != expected:
+                raise LedgerError("entry_missing", f"entry {expected} is missing (the next is {index})", index=expected)
+            stored_leaves[index] = stored_leaf
+            yield index, bytes(envelope)
+
+    try:
+        count = 0
+        for result in check_entries(entries(), ring):
+            if result.leaf_hash.hex() != stored_leaves.pop(result.index):
+                raise LedgerError(
+                    "leaf_hash_mismatch", "the stored leaf hash is not the envelope's", index=result.index
+                )
+            tree.append(result.leaf_hash)
+            count += 1
+        if count != size:
+            raise LedgerError("size_mismatch", f"the head says {size} entries, the table holds {count}", index=count)
+        _compare_nodes(store)
+        for checkpoint in checkpoints:
+            _verify_checkpoint(checkpoint, tree, ring, size)
+    except LedgerError as exc:
+        return LedgerReport(size, len(checkpoints), False, exc.index, exc.code, exc.detail)
+    return LedgerReport(size, len(checkpoints), True)
+
+
+def _compare_nodes(recomputed: MemoryNodeStore) -> None:
+    for level, index, value in MerkleNode.objects.order_by("level", "index").values_list("level", "index", "hash"):
+        if recomputed.get(level, index) != bytes(value):
+            first_leaf = index << level
+            raise LedgerError("tree_node_mismatch", f"stored node {level}/{index} differs", index=first_leaf)
+
+
+def _verify_checkpoint(checkpoint: Checkpoint, tree: MerkleTree, ring: KeyRing, size: int) -> None:
+    where = max(checkpoint.size - 1, 0)
+    if checkpoint.size > size:
+        raise LedgerError("checkpoint_beyond_ledger", f"checkpoint of size {checkpoint.size} > {size}", index=where)
+    body, signers = open_note(checkpoint.note, ring.checkpoint_keys())
+    parsed = NoteCheckpoint.parse(body)
+    for name, note_key in signers:
+        ring.key_for_checkpoint(name, note_key, parsed.size)
+    root = tree.root(checkpoint.size)
+    if parsed.size != checkpoint.size or parsed.root_hash != root or checkpoint.root_hash != root.hex():
+        raise LedgerError("checkpoint_root_mismatch", f"checkpoint {checkpoint.size} is not this tree's", index=where)
+
+
+# --- Evidence bundles --------------------------------------------------------------------------------------------
+
+
+def bundle_build(*, subject_digests: Sequence[str], subject: dict, since: int | None = None) -> dict:
+    """An evidence bundle of every record about the given digests, with inclusion proofs to a fresh checkpoint,
+    every signing key with its window, and, with ``since``, a consistency proof from that earlier tree size."""
+    outbox_drain()
+    checkpoint = checkpoint_latest()
+    if since is not None and not 0 < since <= checkpoint.size:
+        raise ProvenanceError("proof_range_invalid", f"since must be between 1 and {checkpoint.size}; got {since}.")
+    tree = _tree_at(checkpoint.size)
+    entries = [
+        (entry.index, bytes(entry.envelope), tree.inclusion_proof(entry.index, checkpoint.size))
+        for entry in LedgerEntry.objects.filter(subject_digest__in=subject_digests, index__lt=checkpoint.size)
+    ]
+    proofs = {since: tree.consistency_proof(since, checkpoint.size)} if since else None
+    keys = [key_as_ledger_key(key) for key in SigningKey.objects.all()]
+    return make_bundle(origin(), checkpoint.note, keys, entries, proofs, subject)
+
+
+# --- Prompts -----------------------------------------------------------------------------------------------------
+
+
+def prompt_commit(*, prompt: str, created_by, subject_digest: str) -> dict:
+    """Keep a prompt apart from the ledger and return the commitment a generation record carries instead."""
+    salt = os.urandom(32)
+    value = hashlib.sha256(salt + prompt.encode("utf-8")).hexdigest()
+    PromptSecret.objects.create(
+        commitment=value, subject_digest=subject_digest, created_by=created_by, plaintext=prompt, salt=salt
+    )
+    return {"algorithm": "sha256(salt||prompt)", "value": value}
+
+
+def prompt_erase(*, subject_digest: str) -> int:
+    """Destroy the plaintext and salt of every prompt about a subject; the ledger's commitments stay and verify."""
+    return PromptSecret.objects.filter(subject_digest=subject_digest, erased_at__isnull=True).update(
+        plaintext="", salt=None, erased_at=timezone.now()
+    )

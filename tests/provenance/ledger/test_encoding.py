@@ -1,0 +1,70 @@
+"""RFC 8785 canonical JSON, strict RFC 4648 base64, strict JSON input."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from provenance.ledger import MalformedError, b64, canonical_json, unb64
+from provenance.ledger.encoding import loads_json
+
+
+def test_canonical_json_rfc8785_examples():
+    # RFC 8785 §3.2.3: members sorted by UTF-16 code units ("\u20ac" sorts before "\ud83d\ude00" there, unlike UTF-8).
+    assert canonical_json({"b": 1, "a": [True, None, "x"]}) == b'{"a":[true,null,"x"],"b":1}'
+    assert canonical_json({"\U0001f600": 1, "\u20ac": 2}) == '{"\u20ac":2,"\U0001f600":1}'.encode()
+    assert canonical_json("\u2028\n\x1f") == b'"\xe2\x80\xa8\\n\\u001f"'
+    with pytest.raises(MalformedError):
+        canonical_json(2**53)
+    with pytest.raises(MalformedError):
+        canonical_json(float("nan"))
+
+
+@given(st.binary(max_size=100))
+def test_base64_round_trip(data):
+    assert unb64(b64(data)) == data
+    assert b64(data) == base64.b64encode(data).decode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["A", "AA", "AAA", "AA=", "AA==A", "AB==", "AAB=", "-_8=", "AA ==", " AA==", "AA==\n", "A===", "====", "ÀA==", 5],
+)
+def test_unb64_is_strict(text):
+    with pytest.raises(MalformedError) as raised:
+        unb64(text)
+    assert raised.value.code == "base64_invalid"
+
+
+def test_unb64_accepts_empty_and_canonical():
+    assert unb64("") == b""
+    assert unb64("AA==") == b"\x00"
+    assert unb64("AAE=") == b"\x00\x01"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff",
+        b"\xef\xbb\xbf{}",
+        b'{"a":1,"a":2}',
+        b'{"a":[{"b":1,"b":1}]}',
+        b"NaN",
+        b"[Infinity]",
+        b"{",
+        b"[" * 100000,
+    ],
+)
+def test_loads_json_is_strict(data):
+    with pytest.raises(MalformedError) as raised:
+        loads_json(data, code="x_malformed", what="the thing")
+    assert raised.value.code == "x_malformed"
+    assert "the thing" in raised.value.detail
+
+
+def test_loads_json_accepts_plain_json():
+    assert loads_json(b'{"a": [1, 2.5, "\\u00e9"]}', code="c", what="w") == {"a": [1, 2.5, "é"]}
+    assert loads_json('{"a": 1}', code="c", what="w") == {"a": 1}
