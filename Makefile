@@ -19,6 +19,7 @@ test: system-packages $(STAMP)
 setup: system-packages $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python manage.py c2pa dev-ca --keep-existing
 
 system-packages:
 	PYTHON=$(PYTHON) scripts/system-packages.sh runtime
@@ -46,7 +47,7 @@ unit:
 integration:
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		DATABASE_URL="$$TEST_DATABASE_URL" CELERY_BROKER_URL="$$TEST_BROKER_URL" \
-			$(BIN)/pytest tests/integration tests/library tests/cueledger/test_commands.py; \
+			$(BIN)/pytest tests/integration tests/library tests/provenance tests/cueledger/test_commands.py; \
 	elif [ -n "$$CUELEDGER_REQUIRE_INTEGRATION" ]; then \
 		echo "CUELEDGER_REQUIRE_INTEGRATION is set but TEST_DATABASE_URL is not"; exit 1; \
 	else \

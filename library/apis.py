@@ -86,6 +86,8 @@ class CueArtifactsSerializer(serializers.Serializer):
     audio = serializers.SerializerMethodField(help_text="FLAC, 44.1 kHz 16-bit stereo")
     preview = serializers.SerializerMethodField(help_text="Ogg Vorbis")
     waveform = serializers.SerializerMethodField(help_text="Peaks in the audiowaveform JSON format, version 2")
+    midi_credentials = serializers.SerializerMethodField(help_text="C2PA manifest store for the MIDI (sidecar)")
+    preview_credentials = serializers.SerializerMethodField(help_text="C2PA manifest store for the preview")
 
     def _ref(self, artifact: Artifact | None, url_name: str, cue: Cue, query: str = ""):
         if artifact is None:
@@ -113,6 +115,14 @@ class CueArtifactsSerializer(serializers.Serializer):
     @extend_schema_field(ArtifactSerializer(allow_null=True))
     def get_waveform(self, cue):
         return self._ref(cue.waveform, "cue-waveform", cue)
+
+    @extend_schema_field(ArtifactSerializer(allow_null=True))
+    def get_midi_credentials(self, cue):
+        return self._ref(cue.midi_credentials, "cue-credentials", cue, "?for=midi")
+
+    @extend_schema_field(ArtifactSerializer(allow_null=True))
+    def get_preview_credentials(self, cue):
+        return self._ref(cue.preview_credentials, "cue-credentials", cue, "?for=preview")
 
 
 class CueOutputSerializer(serializers.ModelSerializer):
@@ -250,6 +260,31 @@ class CueWaveformApi(APIView):
     def get(self, request, cue_id):
         cue = cue_get_for_user(request.user, cue_id)
         return _download(_rendered(cue, "waveform"), f"{cue.code}.peaks.json")
+
+
+class CueCredentialsApi(APIView):
+    _FOR = {"midi": ("midi_credentials", "mid"), "preview": ("preview_credentials", "ogg")}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "for",
+                str,
+                enum=list(_FOR),
+                required=True,
+                description="whose detached Content Credentials: the MIDI or the Ogg preview",
+            )
+        ],
+        responses={(200, "application/c2pa"): OpenApiTypes.BINARY},
+        summary="A C2PA manifest store (sidecar) for a file that cannot embed one; the FLAC carries its own",
+    )
+    def get(self, request, cue_id):
+        which = request.query_params.get("for", "")
+        if which not in self._FOR:
+            raise LibraryError("format_invalid", f"for must be one of {', '.join(self._FOR)}; got {which!r}.")
+        cue = cue_get_for_user(request.user, cue_id)
+        field, extension = self._FOR[which]
+        return _download(_rendered(cue, field), f"{cue.code}.{extension}.c2pa")
 
 
 def _rendered(cue: Cue, field: str) -> Artifact:

@@ -62,6 +62,9 @@ class Cue(models.Model):
     audio = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     preview = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     waveform = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    # Content Credentials (C2PA) of the files that cannot carry them inside: detached manifest stores.
+    midi_credentials = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    preview_credentials = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
 
     # The analysis: what search filters on is in columns, the rest in `analysis_detail`; instruments are rows.
     duration_seconds = models.FloatField(db_index=True)

@@ -15,7 +15,9 @@ SUPERVISOR_STATES = (Cue.Status.READY,)
 def cue_list_for_user(user) -> QuerySet[Cue]:
     """Legal and admin see every cue, producers their own, supervisors those in states meant for them."""
     roles = user_roles(user)
-    cues = Cue.objects.select_related("created_by", "midi", "audio", "preview", "waveform")
+    cues = Cue.objects.select_related(
+        "created_by", "midi", "audio", "preview", "waveform", "midi_credentials", "preview_credentials"
+    )
     if roles & {ADMIN, LEGAL}:
         return cues.all()
     visible = Q(pk__in=[])
@@ -36,7 +38,15 @@ def cue_get_for_user(user, cue_id) -> Cue:
 
 def cue_digests(cue: Cue) -> list[str]:
     """Every artifact digest of a cue: the subjects its provenance records may be about."""
-    return [digest for digest in (cue.midi_id, cue.audio_id, cue.preview_id, cue.waveform_id) if digest]
+    digests = (
+        cue.midi_id,
+        cue.audio_id,
+        cue.preview_id,
+        cue.waveform_id,
+        cue.midi_credentials_id,
+        cue.preview_credentials_id,
+    )
+    return [digest for digest in digests if digest]
 
 
 def cue_by_reference(reference: str) -> Cue | None:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -22,6 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from library.credentials import C2PA_MEDIA_TYPE, cue_credentials_make
 from library.errors import LibraryError
 from library.models import Artifact, Cue, CueInstrument, Mood, ProcessingJob, Sequence, artifact_storage_name
 from library.music import MusicError
@@ -220,11 +222,13 @@ class JobBusy(Exception):
 
 
 def cue_render(*, job_id) -> None:
-    """Render a cue's MIDI to FLAC, an Ogg Vorbis preview and waveform peaks; mark the cue ready.
+    """Render a cue's MIDI to FLAC, an Ogg Vorbis preview and waveform peaks, sign Content Credentials for them and
+    the MIDI, and mark the cue ready.
 
     Idempotent and safe to deliver twice: a finished job is left alone, a job another worker is running (its lease,
     renewed with every progress report, is fresh) raises JobBusy, and each attempt works in its own folder. The audio
-    is deterministic, so an attempt repeated after a crash stores the same artifacts, not a second set.
+    is deterministic; the signed FLAC is not (each manifest has its own instance id), so an attempt that died after
+    storing leaves an unreferenced artifact, which artifact_sweep_orphans removes.
     """
     attempt = job_claim(job_id)
     if attempt is None:
@@ -237,21 +241,32 @@ def cue_render(*, job_id) -> None:
     scratch.mkdir(parents=True)
     try:
         with artifact_open(job.cue.midi) as handle:
-            score = midi_read(handle.read(), max_duration_seconds=math.inf)
+            midi = handle.read()
+        score = midi_read(midi, max_duration_seconds=math.inf)
         rendered = audio_render(
-            score, scratch, progress=lambda share: _job_update(job.pk, progress=round(0.9 * share, 3))
+            score, scratch, progress=lambda share: _job_update(job.pk, progress=round(0.85 * share, 3))
+        )
+        _job_update(job.pk, stage="signing", progress=0.85)
+        (scratch / "cue.mid").write_bytes(midi)
+        signed = cue_credentials_make(
+            job.cue, flac=rendered.flac, preview=rendered.preview, midi=scratch / "cue.mid", out_dir=scratch
         )
         _job_update(job.pk, stage="storing", progress=0.9)
-        audio = artifact_put(content=rendered.flac, media_type=FLAC)[0]
-        preview = artifact_put(content=rendered.preview, media_type=OGG)[0]
-        waveform = artifact_put(content=rendered.peaks, media_type=PEAKS)[0]
+        stored = {
+            "audio": artifact_put(content=signed.flac, media_type=FLAC)[0],
+            "preview": artifact_put(content=rendered.preview, media_type=OGG)[0],
+            "waveform": artifact_put(content=rendered.peaks, media_type=PEAKS)[0],
+            "preview_credentials": artifact_put(content=signed.preview_manifest, media_type=C2PA_MEDIA_TYPE)[0],
+            "midi_credentials": artifact_put(content=signed.midi_manifest, media_type=C2PA_MEDIA_TYPE)[0],
+        }
         with transaction.atomic():
             if not _job_still_ours(job.pk, attempt):
                 return
             cue = Cue.objects.select_for_update().get(pk=job.cue_id)
-            cue.audio, cue.preview, cue.waveform = audio, preview, waveform
+            for field, artifact in stored.items():
+                setattr(cue, field, artifact)
             cue.status, cue.processing_error = Cue.Status.READY, ""
-            cue.save(update_fields=["audio", "preview", "waveform", "status", "processing_error", "updated_at"])
+            cue.save(update_fields=[*stored, "status", "processing_error", "updated_at"])
             _job_update(
                 job.pk,
                 state=ProcessingJob.State.SUCCEEDED,
@@ -260,6 +275,8 @@ def cue_render(*, job_id) -> None:
                 error="",
                 finished_at=timezone.now(),
             )
+    except LibraryError as exc:
+        job_fail(job_id=job.pk, error=f"{exc.code}: {exc.detail}", attempt=attempt)
     except MusicError as exc:
         job_fail(job_id=job.pk, error=f"{exc.code}: {exc.detail}", attempt=attempt)
     except TRANSIENT_ERRORS:
@@ -349,13 +366,23 @@ def job_resume_unfinished() -> int:
 
 
 def artifact_sweep_orphans(*, older_than: timedelta = ORPHAN_GRACE) -> int:
-    """Delete stored files that no Artifact row names and that are older than ``older_than``; returns how many.
+    """Delete stored files that no Artifact row names, and Artifact rows that nothing refers to, once older than
+    ``older_than``; returns how many files went.
 
-    Such files are left by a transaction that failed after storing its bytes. The grace period covers transactions
-    still in flight, whose rows are not committed yet.
+    Both are left by work that failed after storing bytes: a transaction that rolled back, or a render attempt
+    whose worker died before it linked what it stored. The grace period covers work still in flight.
     """
     cutoff = timezone.now() - older_than
+    references = [
+        (field.model, field.attname)
+        for model in django_apps.get_models()
+        for field in model._meta.concrete_fields
+        if field.is_relation and field.related_model is Artifact
+    ]
     removed = 0
+    for artifact in Artifact.objects.filter(created_at__lt=cutoff).iterator():
+        if not any(model._default_manager.filter(**{name: artifact.pk}).exists() for model, name in references):
+            artifact.delete()
     for name in _stored_artifact_names():
         sha256 = name.rsplit("/", 1)[-1]
         if default_storage.get_modified_time(name) >= cutoff or Artifact.objects.filter(sha256=sha256).exists():

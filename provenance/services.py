@@ -346,6 +346,18 @@ def _verify_checkpoint(checkpoint: Checkpoint, tree: MerkleTree, ring: KeyRing, 
         raise LedgerError("checkpoint_root_mismatch", f"checkpoint {checkpoint.size} is not this tree's", index=where)
 
 
+def origin_record(subject_digest: str) -> dict | None:
+    """Where a subject's first ingest or generation record sits in the ledger: what Content Credentials link to."""
+    entry = (
+        LedgerEntry.objects.filter(subject_digest=subject_digest, kind__in=["ingest", "generation"])
+        .order_by("index")
+        .first()
+    )
+    if entry is None:
+        return None
+    return {"origin": origin(), "index": entry.index, "envelope_sha256": hashlib.sha256(entry.envelope).hexdigest()}
+
+
 # --- Evidence bundles --------------------------------------------------------------------------------------------
 
 

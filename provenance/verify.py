@@ -56,7 +56,7 @@ def _parser() -> _Parser:
         "--trusted-keys",
         metavar="FILE",
         help="the ledger's public keys obtained independently of the bundle (JSON: a list of keys, or an object "
-        "with a 'keys' or 'results' list, as GET /api/v1/ledger/keys/ serves it)",
+        "with a 'keys' or 'results' list, as the Cueledger API serves the ledger's key list)",
     )
     parser.add_argument(
         "--previous-checkpoint",

@@ -3,13 +3,24 @@ import pytest
 from tests.factories import client_for, user_in_role
 
 
+@pytest.fixture(scope="session")
+def dev_ca(tmp_path_factory):
+    """One development CA and Content Credentials signing certificate for the whole run."""
+    from provenance.content_credentials import dev_ca_create
+
+    return dev_ca_create(tmp_path_factory.mktemp("c2pa"))
+
+
 @pytest.fixture(autouse=True)
-def private_files(settings, tmp_path):
+def private_files(settings, tmp_path, dev_ca):
     """Every test stores artifacts, scratch files and signing keys in its own folders."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.CUELEDGER_SCRATCH_DIR = tmp_path / "scratch"
     settings.CUELEDGER_KEY_DIR = tmp_path / "keys"
     settings.CUELEDGER_KEY_PASSPHRASE = "test passphrase, not a secret"
+    settings.CUELEDGER_C2PA_TRUST_ANCHORS = dev_ca.ca_cert
+    settings.CUELEDGER_C2PA_CERT_CHAIN = dev_ca.signing_chain
+    settings.CUELEDGER_C2PA_KEY = dev_ca.signing_key
     return settings.MEDIA_ROOT
 
 

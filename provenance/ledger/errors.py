@@ -21,7 +21,7 @@ class LedgerError(Exception):
         self.code = code
         self.detail = detail
         self.index = index
-        super().__init__(code, detail, index)
+        super().__init__(code, detail)
 
     def __str__(self) -> str:
         # One line, even if a detail quoted user input containing newlines: the CLI prints this verbatim.
@@ -32,6 +32,10 @@ class LedgerError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.detail!r}, index={self.index!r})"
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keeps errors picklable (Celery, multiprocessing) although ``index`` is keyword-only.
+        return (_rebuild, (type(self), self.code, self.detail, self.index))
+
     def with_index(self, index: int) -> LedgerError:
         """Return a copy of this error (same class, code and detail) that names ledger entry ``index``."""
         return type(self)(self.code, self.detail, index=index)
@@ -39,6 +43,10 @@ class LedgerError(Exception):
     def to_json(self) -> dict[str, object]:
         """The error as the ``error`` member of a JSON verification report."""
         return {"code": self.code, "detail": self.detail, "index": self.index}
+
+
+def _rebuild(cls: type[LedgerError], code: str, detail: str, index: int | None) -> LedgerError:
+    return cls(code, detail, index=index)
 
 
 class MalformedError(LedgerError):

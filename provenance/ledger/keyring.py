@@ -8,6 +8,7 @@ record can be decided from the log itself, offline, without trusting any timesta
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -272,14 +273,27 @@ def check_entry(envelope: bytes, index: int, keyring: KeyRing) -> EntryResult:
     return EntryResult(index, leaf_hash(envelope), key_id, statement)
 
 
+def _take(iterator: Iterator[tuple[int, bytes]], count: int) -> tuple[list[tuple[int, bytes]], Exception | None]:
+    """Up to ``count`` items, and the exception that cut them short (kept, to be raised after the items are done)."""
+    batch: list[tuple[int, bytes]] = []
+    try:
+        for item in islice(iterator, count):
+            batch.append(item)
+    except Exception as exc:
+        return batch, exc
+    return batch, None
+
+
 def check_entries(
     entries: Iterable[tuple[int, bytes]], keyring: KeyRing, *, workers: int | None = None, chunk: int = 256
 ) -> Iterator[EntryResult]:
     """:func:`check_entry` over many ``(index, envelope)`` pairs, in parallel, yielding results in input order.
 
     Ed25519 verification dominates the cost and runs without Python's global lock, so threads scale it across
-    cores (``workers`` defaults to the CPU count). The input is consumed lazily, a bounded number of chunks at a
-    time. The first failing entry in input order raises, as :func:`check_entry` would.
+    cores (``workers`` defaults to the CPU count). The input is consumed lazily, a bounded number of chunks ahead,
+    and only in the calling thread, so it may read a database cursor. Errors surface in input order: the first
+    failing entry raises as :func:`check_entry` would, and an exception from the input iterator itself is raised only
+    after every entry read before it has been checked and yielded.
     """
     workers = workers or os.cpu_count() or 1
     iterator = iter(entries)
@@ -292,20 +306,20 @@ def check_entries(
             yield from run(batch)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check_entries") as pool:
-        pending: list[Future[list[EntryResult]]] = []
+        pending: deque[Future[list[EntryResult]]] = deque()
+        input_error: Exception | None = None
         exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < 2 * workers:
-                batch = list(islice(iterator, chunk))
-                if batch:
-                    pending.append(pool.submit(run, batch))
-                else:
-                    exhausted = True
-            if pending:
-                try:
-                    results = pending.pop(0).result()
-                except BaseException:
-                    for future in pending:
-                        future.cancel()
-                    raise
-                yield from results
+        try:
+            while pending or not exhausted:
+                while not exhausted and len(pending) < 2 * workers:
+                    batch, input_error = _take(iterator, chunk)
+                    if batch:
+                        pending.append(pool.submit(run, batch))
+                    exhausted = len(batch) < chunk
+                if pending:
+                    yield from pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+        if input_error is not None:
+            raise input_error

@@ -237,7 +237,8 @@ class MerkleTree:
             raise LedgerError(
                 "node_missing", f"the node store has no node (level {level}, index {index}) for a tree of {self._size}"
             )
-        return value
+        # Database drivers hand back memoryview or bytearray for binary columns; proofs must be plain bytes.
+        return value if type(value) is bytes else bytes(value)
 
     def _subtree(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) from stored perfect subtrees.

@@ -121,6 +121,8 @@ def start_worker(transactional_db, settings, tmp_path, clean_broker):
         CUELEDGER_VAR_DIR=str(tmp_path / "var"),
         CUELEDGER_KEY_DIR=str(settings.CUELEDGER_KEY_DIR),
         CUELEDGER_KEY_PASSPHRASE=settings.CUELEDGER_KEY_PASSPHRASE,
+        CUELEDGER_C2PA_CERT_CHAIN=str(settings.CUELEDGER_C2PA_CERT_CHAIN),
+        CUELEDGER_C2PA_KEY=str(settings.CUELEDGER_C2PA_KEY),
         CELERY_VISIBILITY_TIMEOUT="5",
         CELERY_RESTORE_INTERVAL="2",
         CUELEDGER_JOB_LEASE_SECONDS="5",

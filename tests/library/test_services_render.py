@@ -1,5 +1,6 @@
 """cue_render: a queued cue becomes ready with its audio; repeats and crashes leave one set of artifacts."""
 
+import hashlib
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,18 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from library.models import Artifact, Cue, ProcessingJob
-from library.services import JOB_MAX_ATTEMPTS, JobBusy, cue_ingest, cue_render, job_claim, job_resume_unfinished
+from library.services import (
+    JOB_MAX_ATTEMPTS,
+    JobBusy,
+    artifact_sweep_orphans,
+    cue_ingest,
+    cue_render,
+    job_claim,
+    job_resume_unfinished,
+)
+from provenance.content_credentials import LEDGER_LABEL as LEDGER_ASSERTION
+from provenance.content_credentials import read as read_credentials
+from provenance.models import LedgerEntry
 from tests.factories import midi_sketch
 
 
@@ -48,17 +60,59 @@ def test_rendering_twice_changes_nothing(queued_cue, private_files):
     assert sorted(private_files.rglob("*")) == files
 
 
-def test_a_rerun_after_a_crash_stores_the_same_artifacts_not_a_second_set(queued_cue, private_files):
-    """A worker died after storing the audio but before marking the job done: the job runs again."""
+def test_a_rerun_after_a_crash_leaves_one_set_of_artifacts(queued_cue, private_files):
+    """A worker died after storing the audio but before marking the job done: the job runs again. Rendering is
+    deterministic, so preview and peaks are stored once; the signed files differ (every C2PA manifest has its own
+    instance id) and the superseded ones, which nothing refers to, go with the orphan sweep."""
     job = render_job(queued_cue)
-    first = {queued_cue.audio_id, queued_cue.preview_id, queued_cue.waveform_id}
+    first = {queued_cue.preview_id, queued_cue.waveform_id}
     ProcessingJob.objects.filter(pk=job.pk).update(state=ProcessingJob.State.RUNNING, updated_at=LONG_AGO())
     Cue.objects.filter(pk=queued_cue.pk).update(status=Cue.Status.ANALYSING, audio=None, preview=None, waveform=None)
     job = render_job(queued_cue)
     assert job.attempts == 2 and queued_cue.status == Cue.Status.READY
-    assert {queued_cue.audio_id, queued_cue.preview_id, queued_cue.waveform_id} == first
-    assert Artifact.objects.count() == 4  # MIDI, FLAC, preview, peaks
-    assert len([p for p in private_files.rglob("*") if p.is_file()]) == 4
+    assert {queued_cue.preview_id, queued_cue.waveform_id} == first
+    artifact_sweep_orphans(older_than=timedelta(0))
+    linked = {
+        queued_cue.midi_id,
+        queued_cue.audio_id,
+        queued_cue.preview_id,
+        queued_cue.waveform_id,
+        queued_cue.midi_credentials_id,
+        queued_cue.preview_credentials_id,
+    }
+    assert set(Artifact.objects.values_list("sha256", flat=True)) == linked
+    assert {p.name for p in private_files.rglob("*") if p.is_file()} == linked
+
+
+def test_the_audio_carries_content_credentials_that_link_to_the_ledger(queued_cue, settings):
+    render_job(queued_cue)
+    entry = LedgerEntry.objects.get(subject_digest=queued_cue.midi_id)
+    anchors = settings.CUELEDGER_C2PA_TRUST_ANCHORS.read_bytes()
+    with default_storage.open(queued_cue.audio.storage_name) as handle:
+        flac = settings.CUELEDGER_SCRATCH_DIR.parent / "delivered.flac"
+        flac.write_bytes(handle.read())
+    report = read_credentials(flac, trust_anchors_pem=anchors)
+    assert report.valid, report.errors
+    ledger = report.assertions[LEDGER_ASSERTION]
+    assert (ledger["index"], ledger["envelope_sha256"]) == (entry.index, hashlib.sha256(entry.envelope).hexdigest())
+    assert soundfile.info(flac).frames > 0  # still plays
+
+    for source, manifest, name in (
+        (queued_cue.midi, queued_cue.midi_credentials, "cue.mid"),
+        (queued_cue.preview, queued_cue.preview_credentials, "preview.ogg"),
+    ):
+        path = settings.CUELEDGER_SCRATCH_DIR.parent / name
+        path.write_bytes(default_storage.open(source.storage_name).read())
+        sidecar = default_storage.open(manifest.storage_name).read()
+        assert manifest.media_type == "application/c2pa"
+        assert read_credentials(path, trust_anchors_pem=anchors, manifest_store=sidecar).valid
+
+
+def test_without_a_signing_identity_the_render_fails_with_a_clear_reason(queued_cue, settings, tmp_path):
+    settings.CUELEDGER_C2PA_KEY = tmp_path / "missing-key.pem"
+    job = render_job(queued_cue)
+    assert job.state == ProcessingJob.State.FAILED and job.error.startswith("credentials_unavailable")
+    assert queued_cue.status == Cue.Status.DRAFT and "c2pa dev-ca" in queued_cue.processing_error
 
 
 def test_a_truncated_file_in_storage_is_replaced(queued_cue):

@@ -28,22 +28,28 @@ class Command(BaseCommand):
         actions = parser.add_subparsers(dest="action", required=True, metavar="{dev-ca,verify}")
         dev_ca = actions.add_parser("dev-ca", help="write dev-ca.pem, signing-chain.pem and signing-key.pem")
         dev_ca.add_argument("--force", action="store_true", help="replace existing files")
+        dev_ca.add_argument(
+            "--keep-existing", action="store_true", help="do nothing, successfully, when the files exist already"
+        )
         verify = actions.add_parser("verify", help="validate a file's Content Credentials against the trust anchors")
         verify.add_argument("file", type=Path)
         verify.add_argument("--manifest", type=Path, default=None, help="detached manifest store (.c2pa sidecar)")
 
     def handle(self, *args, **options):
         if options["action"] == "dev-ca":
-            self.dev_ca(force=options["force"])
+            self.dev_ca(force=options["force"], keep_existing=options["keep_existing"])
         else:
             self.verify(options["file"], options["manifest"])
 
-    def dev_ca(self, *, force: bool) -> None:
+    def dev_ca(self, *, force: bool, keep_existing: bool = False) -> None:
         files = cc.DevCaFiles(
             ca_cert=Path(settings.CUELEDGER_C2PA_TRUST_ANCHORS),
             signing_chain=Path(settings.CUELEDGER_C2PA_CERT_CHAIN),
             signing_key=Path(settings.CUELEDGER_C2PA_KEY),
         )
+        if keep_existing and not force and all(path.exists() for path in vars(files).values()):
+            self.stdout.write(f"Content Credentials signing files exist already in {files.signing_chain.parent}")
+            return
         try:
             cc.dev_ca_write(files, overwrite=force)
         except cc.CredentialsError as exc:

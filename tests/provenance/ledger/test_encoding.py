@@ -68,3 +68,19 @@ def test_loads_json_is_strict(data):
 def test_loads_json_accepts_plain_json():
     assert loads_json(b'{"a": [1, 2.5, "\\u00e9"]}', code="c", what="w") == {"a": [1, 2.5, "é"]}
     assert loads_json('{"a": 1}', code="c", what="w") == {"a": 1}
+
+
+def test_errors_are_one_line_and_picklable():
+    import pickle
+
+    from provenance.ledger import LedgerError, VerificationError
+
+    error = VerificationError("inclusion_proof_invalid", "the proof\ndoes not match", index=3)
+    assert str(error) == "entry 3: inclusion_proof_invalid: the proof does not match"
+    assert (
+        str(MalformedError("bundle_malformed", "entries must be a list")) == "bundle_malformed: entries must be a list"
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is VerificationError and (copy.code, copy.detail, copy.index) == (error.code, error.detail, 3)
+    assert isinstance(copy, LedgerError)
+    assert error.to_json() == {"code": "inclusion_proof_invalid", "detail": "the proof\ndoes not match", "index": 3}

@@ -178,3 +178,26 @@ def test_statement_with_multiple_subjects():
     statement = make_statement([("a.wav", "a" * 64), ("b.mid", "b" * 64)], PREDICATE, {})
     result = check_entry(sign_envelope(statement, signer), 0, ring)
     assert result.subjects == [("a.wav", "a" * 64), ("b.mid", "b" * 64)]
+
+
+def test_check_entries_reports_input_errors_after_earlier_entries():
+    ledger = Ledger.with_rotation(entries=12)
+    ring = KeyRing(ledger.ledger_keys)
+
+    def rows(bad_at: int | None):
+        for index, envelope in enumerate(ledger.envelopes):
+            if index == 9:
+                raise LookupError("entry 9 is missing")
+            yield index, (b"garbage" if index == bad_at else envelope)
+
+    with pytest.raises(LookupError):
+        list(check_entries(rows(None), ring, workers=2, chunk=2))
+    # An earlier bad entry wins over the input error read ahead of it.
+    with pytest.raises(MalformedError) as raised:
+        list(check_entries(rows(1), ring, workers=2, chunk=2))
+    assert raised.value.index == 1
+    seen = []
+    with pytest.raises(LookupError):
+        for result in check_entries(rows(None), ring, workers=2, chunk=4):
+            seen.append(result.index)
+    assert seen == list(range(9))

@@ -380,3 +380,20 @@ def test_append_and_root_match_reference_for_every_prefix(data):
         assert tree.root() == root_of(leaves[:size])
     for size in range(len(leaves) + 1):
         assert tree.root(size) == root_of(leaves[:size])
+
+
+def test_store_may_return_other_bytes_like_values():
+    class ViewStore(MemoryNodeStore):
+        def get(self, level, index):
+            value = super().get(level, index)
+            return None if value is None else memoryview(value)
+
+    leaves = [leaf_hash(b"%d" % i) for i in range(13)]
+    tree = MerkleTree(ViewStore())
+    for value in leaves:
+        tree.append(value)
+    resumed = MerkleTree(tree.store, size=13)
+    proof = resumed.inclusion_proof(5)
+    assert all(type(p) is bytes for p in proof)
+    verify_inclusion(leaves[5], 5, 13, proof, resumed.root())
+    verify_consistency(7, 13, resumed.root(7), resumed.root(), resumed.consistency_proof(7))
