@@ -136,11 +136,16 @@ def _parse(bundle: Any) -> _Bundle:
         raw_envelope = item.get("envelope")
         if not isinstance(raw_envelope, str):
             raise _malformed(f"{where}.envelope must be the base64 of the entry's bytes", index=index)
+        # Once an entry is identified, damage to its signed bytes or its proof is evidence of tampering, not a
+        # malformed file: it fails verification (exit 1) and names the entry.
         try:
             envelope = unb64(raw_envelope)
         except MalformedError as exc:
-            raise _malformed(f"{where}.envelope: {exc.detail}", index=index) from None
-        proof = _hashes(item.get("inclusion_proof"), f"{where}.inclusion_proof", index=index)
+            raise VerificationError("envelope_malformed", f"{where}.envelope: {exc.detail}", index=index) from None
+        try:
+            proof = _hashes(item.get("inclusion_proof"), f"{where}.inclusion_proof", index=index)
+        except MalformedError as exc:
+            raise VerificationError("inclusion_proof_invalid", exc.detail, index=index) from None
         entries.append(_Entry(index, envelope, proof))
 
     raw_proofs = bundle.get("consistency_proofs", [])
@@ -280,7 +285,10 @@ def verify_bundle(
                 f"entry {entry.index} is not in the checkpoint's tree of {checkpoint.size} entries",
                 index=entry.index,
             )
-        result = check_entry(entry.envelope, entry.index, keyring)
+        try:
+            result = check_entry(entry.envelope, entry.index, keyring)
+        except MalformedError as exc:  # signed bytes that no longer parse: tampered with, see _parse
+            raise VerificationError(exc.code, exc.detail, index=entry.index) from None
         verify_inclusion(result.leaf_hash, entry.index, checkpoint.size, entry.inclusion_proof, checkpoint.root_hash)
         results.append(result)
 

@@ -331,10 +331,7 @@ def _broken(ledger, path, value):
         (("entries", 1, "index"), -1, "entries[1].index"),
         (("entries", 1, "index"), "1", "entries[1].index"),
         (("entries", 1, "index"), 0, "entries[1].index"),
-        (("entries", 1, "envelope"), "not base64!", "entries[1].envelope"),
         (("entries", 1, "envelope"), None, "entries[1].envelope"),
-        (("entries", 1, "inclusion_proof"), "x", "entries[1].inclusion_proof"),
-        (("entries", 1, "inclusion_proof", 0), b64(b"short"), "entries[1].inclusion_proof[0]"),
         (("consistency_proofs",), {}, "consistency_proofs"),
         (("consistency_proofs",), [{"old_size": 1}], "consistency_proofs[0].proof"),
         (("consistency_proofs",), [{"old_size": True, "proof": []}], "consistency_proofs[0].old_size"),
@@ -350,6 +347,23 @@ def test_malformed_fields_are_named(ledger, trusted, path, value, names):
             check()
         assert raised.value.code == "bundle_malformed"
         assert names in raised.value.detail
+
+
+@pytest.mark.parametrize(
+    "path, value, code",
+    [
+        (("entries", 1, "envelope"), "not base64!", "envelope_malformed"),
+        (("entries", 1, "inclusion_proof"), "x", "inclusion_proof_invalid"),
+        (("entries", 1, "inclusion_proof", 0), b64(b"short"), "inclusion_proof_invalid"),
+    ],
+)
+def test_damage_inside_an_identified_entry_fails_verification_naming_it(ledger, trusted, path, value, code):
+    """Once an entry is identified by its index, damage to its signed bytes or its proof is tampering: a failed
+    check (exit 1) that names the entry, not a malformed file (exit 2)."""
+    bundle = _broken(ledger, path, value)
+    with pytest.raises(VerificationError) as raised:
+        verify_bundle(bundle, trusted_keys=trusted)
+    assert (raised.value.code, raised.value.index) == (code, 1)
 
 
 def test_unknown_fields_are_ignored_with_a_warning(ledger, trusted):
