@@ -36,6 +36,7 @@ class LedgerHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     size = models.PositiveBigIntegerField(default=0)
     frontier = models.JSONField(default=list, help_text="[[level, index, hex hash], ...]")
+    key_id = models.CharField(max_length=64, blank=True, help_text="the signing key in force for the next entry")
 
     def __str__(self) -> str:
         return f"ledger of {self.size} entries"
@@ -87,21 +88,20 @@ class Checkpoint(models.Model):
 
 
 class OutboxRecord(models.Model):
-    """A record to append, written in the same transaction as the change it describes; appended later by a worker,
-    in the transaction that creates its ledger entry."""
+    """A record to append, written in the same transaction as the change it describes; appended later by a worker
+    and deleted in the transaction that creates its ledger entry."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=20)
     subjects = models.JSONField(help_text="[[name, sha256 hex], ...]")
     predicate = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    entry_index = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["created_at"]
 
     def __str__(self) -> str:
-        return f"{self.kind} -> {self.entry_index}"
+        return f"{self.kind} record queued at {self.created_at}"
 
 
 class PromptSecret(models.Model):

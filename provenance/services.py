@@ -77,18 +77,22 @@ def _frontier(head: LedgerHead) -> dict[tuple[int, int], bytes]:
     return {(level, index): bytes.fromhex(value) for level, index, value in head.frontier}
 
 
-def _frontier_of(store: DbNodeStore, size: int) -> list[list]:
-    """The perfect subtrees along the right border of a tree of ``size`` leaves: one per set bit of ``size``."""
+def frontier_of(store, size: int) -> list[list]:
+    """The perfect subtrees along the right border of a tree of ``size`` leaves (one per set bit of ``size``), as
+    the head stores them: [[level, index, hex hash], ...]. ``store`` is any NodeStore holding them."""
     return [
-        [level, (size >> level) - 1, store.known[(level, (size >> level) - 1)].hex()]
+        [level, (size >> level) - 1, store.get(level, (size >> level) - 1).hex()]
         for level in range(size.bit_length())
         if size >> level & 1
     ]
 
 
 def _head_locked() -> LedgerHead:
-    LedgerHead.objects.get_or_create(pk=1)
-    return LedgerHead.objects.select_for_update().get(pk=1)
+    head = LedgerHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:  # a new ledger; a concurrent first writer may win the insert, then we lock theirs
+        LedgerHead.objects.get_or_create(pk=1)
+        head = LedgerHead.objects.select_for_update().get(pk=1)
+    return head
 
 
 def _tree_at(size: int) -> MerkleTree:
@@ -106,37 +110,62 @@ def ledger_append(*, kind: str, subjects: Sequence[tuple[str, str]], predicate: 
 
 
 def _append(head: LedgerHead, kind: str, subjects: Sequence[Sequence[str]], predicate: dict) -> LedgerEntry:
-    index = head.size
-    key = _current_key(index)
-    envelope = sign_envelope(
-        make_statement([(name, digest) for name, digest in subjects], PREDICATE_TYPES[kind], predicate),
-        signer_for(key.key_id),
-    )
-    leaf = leaf_hash(envelope)
+    return _append_all(head, [(kind, subjects, predicate)])[0]
+
+
+def _append_all(head: LedgerHead, records: Sequence[tuple[str, Sequence[Sequence[str]], dict]]) -> list[LedgerEntry]:
+    """Sign and append records under the locked head: all the signing and hashing first, in memory, then one bulk
+    insert of entries, one of tree nodes and one update of the head, however many records there are."""
+    key_id = _current_key_id(head)
+    signer = signer_for(key_id)
     store = DbNodeStore(_frontier(head))
-    MerkleTree(store, size=index).append(leaf)
+    tree = MerkleTree(store, size=head.size)
+    now = timezone.now()
+    entries = []
+    for kind, subjects, predicate in records:
+        statement = make_statement([(name, digest) for name, digest in subjects], PREDICATE_TYPES[kind], predicate)
+        envelope = sign_envelope(statement, signer)
+        leaf = leaf_hash(envelope)
+        entries.append(
+            LedgerEntry(
+                index=tree.size,
+                leaf_hash=leaf.hex(),
+                envelope=envelope,
+                subject_digest=subjects[0][1],
+                kind=kind,
+                key_id=key_id,
+                created_at=now,
+            )
+        )
+        tree.append(leaf)
+    LedgerEntry.objects.bulk_create(entries)
     MerkleNode.objects.bulk_create(store.new)
-    entry = LedgerEntry.objects.create(
-        index=index,
-        leaf_hash=leaf.hex(),
-        envelope=envelope,
-        subject_digest=subjects[0][1],
-        kind=kind,
-        key_id=key.key_id,
-        created_at=timezone.now(),
-    )
-    head.size = index + 1
-    head.frontier = _frontier_of(store, head.size)
-    head.save(update_fields=["size", "frontier"])
-    return entry
+    head.size = tree.size
+    head.frontier = frontier_of(store, head.size)
+    head.save(update_fields=["size", "frontier", "key_id"])
+    return entries
 
 
-def _current_key(index: int) -> SigningKey:
-    key = SigningKey.objects.filter(valid_until_index__isnull=True).first()
-    if key is None:  # the first append of a new ledger makes its first key
-        identifier, public = key_generate()
-        key = SigningKey.objects.create(key_id=identifier, name=origin(), public_key=public, valid_from_index=index)
-    return key
+def current_key_id() -> str:
+    """The id of the signing key in force (making the ledger's first key if it has none)."""
+    with transaction.atomic():
+        head = _head_locked()
+        key_id = _current_key_id(head)
+        head.save(update_fields=["key_id"])
+        return key_id
+
+
+def _current_key_id(head: LedgerHead) -> str:
+    """The key in force, as the locked head records it; a new ledger makes its first key here."""
+    if not head.key_id:
+        key = SigningKey.objects.filter(valid_until_index__isnull=True).first()
+        if key is None:
+            identifier, public = key_generate()
+            key = SigningKey.objects.create(
+                key_id=identifier, name=origin(), public_key=public, valid_from_index=head.size
+            )
+        head.key_id = key.key_id
+    return head.key_id
 
 
 def record_enqueue(*, kind: str, subjects: Sequence[tuple[str, str]], predicate: dict) -> OutboxRecord:
@@ -157,16 +186,16 @@ def _drain_later() -> None:
 
 
 def outbox_drain(*, batch: int = OUTBOX_BATCH) -> int:
-    """Append every pending outbox record, oldest first, each marked in the transaction that appends it; then sign
-    a checkpoint over them. Returns how many were appended. Safe to run in several processes at once."""
+    """Append every pending outbox record, oldest first, removing each in the transaction that appends it; then
+    sign a checkpoint over them. Returns how many were appended. Safe to run in several processes at once."""
     appended = 0
     while True:
         with transaction.atomic():
             head = _head_locked()
-            pending = list(OutboxRecord.objects.filter(entry_index__isnull=True).order_by("created_at", "id")[:batch])
-            for record in pending:
-                record.entry_index = _append(head, record.kind, record.subjects, record.predicate).index
-                record.save(update_fields=["entry_index"])
+            pending = list(OutboxRecord.objects.order_by("created_at", "id")[:batch])
+            _append_all(head, [(record.kind, record.subjects, record.predicate) for record in pending])
+            # Appended records leave the outbox in the same transaction: their entries carry everything they said.
+            OutboxRecord.objects.filter(pk__in=[record.pk for record in pending]).delete()
         appended += len(pending)
         if len(pending) < batch:
             break
@@ -186,13 +215,14 @@ def checkpoint_create() -> Checkpoint:
         if existing:
             return existing
         root = MerkleTree(DbNodeStore(_frontier(head)), size=head.size).root()
-        key = _current_key(head.size)
+        key_id = _current_key_id(head)
+        head.save(update_fields=["key_id"])
         body = NoteCheckpoint(origin(), head.size, root).body()
         return Checkpoint.objects.create(
             size=head.size,
             root_hash=root.hex(),
-            note=note_sign(body, origin(), signer_for(key.key_id)),
-            key_id=key.key_id,
+            note=note_sign(body, origin(), signer_for(key_id)),
+            key_id=key_id,
             created_at=timezone.now(),
         )
 
@@ -249,7 +279,7 @@ def key_rotate() -> SigningKey:
     new key signs from the next index on. Old entries keep verifying against the retired key's window."""
     with transaction.atomic():
         head = _head_locked()
-        old = _current_key(head.size)
+        old = SigningKey.objects.get(key_id=_current_key_id(head))
         identifier, public = key_generate()
         starts = head.size + 1
         predicate = {
@@ -261,6 +291,8 @@ def key_rotate() -> SigningKey:
         _append(head, "key", [(f"ed25519-public-key:{identifier}", identifier)], predicate)
         old.valid_until_index, old.retired_at = starts, timezone.now()
         old.save(update_fields=["valid_until_index", "retired_at"])
+        head.key_id = identifier
+        head.save(update_fields=["key_id"])
         return SigningKey.objects.create(key_id=identifier, name=origin(), public_key=public, valid_from_index=starts)
 
 
