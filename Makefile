@@ -56,6 +56,7 @@ integration:
 
 benchmarks: setup
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ledger.py $(if $(TEST_DATABASE_URL),--postgres $(TEST_DATABASE_URL:/test=/postgres))
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
