@@ -20,6 +20,7 @@ from provenance import services as provenance_services
 from provenance.apis import CheckpointSerializer, EntrySerializer, checkpoint_data, entry_data
 from provenance.ledger import dump_bundle
 from provenance.models import LedgerEntry
+from provenance.selectors import prompts_for_subject
 
 
 class ArtifactSerializer(serializers.Serializer):
@@ -247,12 +248,7 @@ class CueAudioApi(APIView):
         summary="Download the cue's rendered audio",
     )
     def get(self, request, cue_id):
-        fmt = request.query_params.get("format", "flac")
-        if fmt not in self._FORMATS:
-            raise LibraryError("format_invalid", f"format must be one of {', '.join(self._FORMATS)}; got {fmt!r}.")
-        cue = cue_get_for_user(request.user, cue_id)
-        field, extension = self._FORMATS[fmt]
-        return _download(_rendered(cue, field), f"{cue.code}.{extension}")
+        return _download_variant(request, cue_id, parameter="format", variants=self._FORMATS, default="flac")
 
 
 class CueWaveformApi(APIView):
@@ -279,12 +275,17 @@ class CueCredentialsApi(APIView):
         summary="A C2PA manifest store (sidecar) for a file that cannot embed one; the FLAC carries its own",
     )
     def get(self, request, cue_id):
-        which = request.query_params.get("for", "")
-        if which not in self._FOR:
-            raise LibraryError("format_invalid", f"for must be one of {', '.join(self._FOR)}; got {which!r}.")
-        cue = cue_get_for_user(request.user, cue_id)
-        field, extension = self._FOR[which]
-        return _download(_rendered(cue, field), f"{cue.code}.{extension}.c2pa")
+        return _download_variant(request, cue_id, parameter="for", variants=self._FOR, suffix=".c2pa")
+
+
+def _download_variant(request, cue_id, *, parameter: str, variants: dict, default: str = "", suffix: str = ""):
+    """Download the artifact a query parameter picks: ``variants`` maps its values to (cue field, file extension)."""
+    chosen = request.query_params.get(parameter, default)
+    if chosen not in variants:
+        raise LibraryError("format_invalid", f"{parameter} must be one of {', '.join(variants)}; got {chosen!r}.")
+    cue = cue_get_for_user(request.user, cue_id)
+    field, extension = variants[chosen]
+    return _download(_rendered(cue, field), f"{cue.code}.{extension}{suffix}")
 
 
 def _rendered(cue: Cue, field: str) -> Artifact:
@@ -334,6 +335,30 @@ class CueEvidenceBundleApi(APIView):
         response = HttpResponse(dump_bundle(bundle), content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="{cue.code}.evidence.json"'
         return response
+
+
+class CuePromptApi(APIView):
+    @extend_schema(
+        responses=inline_serializer("CuePrompts", {"results": serializers.ListField(child=serializers.DictField())}),
+        summary="The confidential prompt(s) the cue was generated from (legal, admin and the cue's creator)",
+    )
+    def get(self, request, cue_id):
+        cue = _cue_for_audit(request.user, cue_id)
+        prompts = prompts_for_subject(cue.midi_id)
+        return Response(
+            {
+                "results": [
+                    {
+                        "commitment": p.commitment,
+                        "prompt": None if p.erased_at else p.plaintext,
+                        "salt": None if p.erased_at else bytes(p.salt).hex(),
+                        "created_at": p.created_at,
+                        "erased_at": p.erased_at,
+                    }
+                    for p in prompts
+                ]
+            }
+        )
 
 
 def _cue_for_audit(user, cue_id) -> Cue:

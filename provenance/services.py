@@ -355,6 +355,10 @@ def ledger_verify() -> LedgerReport:
             _verify_checkpoint(checkpoint, tree, ring, size)
     except LedgerError as exc:
         return LedgerReport(size, len(checkpoints), False, exc.index, exc.code, exc.detail)
+    finally:
+        # Close the streaming query now: on PostgreSQL it is a server-side cursor, and one left to the garbage
+        # collector would be closed later inside whatever transaction the connection is running, aborting it.
+        rows.close()
     return LedgerReport(size, len(checkpoints), True)
 
 

@@ -108,14 +108,9 @@ class Worker:
 @pytest.fixture
 def start_worker(transactional_db, settings, tmp_path, clean_broker):
     """Start real worker processes on the test database (the test's rows are committed, so they can see them)."""
-    database = connection.settings_dict
-    url = (
-        f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}"
-    )
     env = dict(
         os.environ,
-        DATABASE_URL=url,
+        DATABASE_URL=worker_database_url(),
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         CUELEDGER_SCRATCH_DIR=str(settings.CUELEDGER_SCRATCH_DIR),
         CUELEDGER_VAR_DIR=str(tmp_path / "var"),
@@ -138,6 +133,15 @@ def start_worker(transactional_db, settings, tmp_path, clean_broker):
     for worker in workers:
         worker.stop()
     connection.close()
+
+
+def worker_database_url() -> str:
+    """The URL of the test database pytest-django made, for processes the tests start."""
+    database = connection.settings_dict
+    return (
+        f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}"
+    )
 
 
 def wait_until(predicate, *, timeout: float, what: str, logs: list[Path] = ()):

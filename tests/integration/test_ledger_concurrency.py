@@ -4,11 +4,9 @@ import os
 import subprocess
 import sys
 
-from django.db import connection
-
 from provenance import services
 from provenance.models import LedgerEntry, SigningKey
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, worker_database_url
 
 APPENDER = """
 import django, sys
@@ -21,14 +19,9 @@ for n in range(int(sys.argv[1])):
 
 
 def test_eight_writers_appending_500_records_each_leave_4000_gapless_entries(transactional_db, settings):
-    database = connection.settings_dict
-    url = (
-        f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}"
-    )
     env = dict(
         os.environ,
-        DATABASE_URL=url,
+        DATABASE_URL=worker_database_url(),
         DJANGO_SETTINGS_MODULE="cueledger.settings",
         CUELEDGER_KEY_DIR=str(settings.CUELEDGER_KEY_DIR),
         CUELEDGER_KEY_PASSPHRASE=settings.CUELEDGER_KEY_PASSPHRASE,

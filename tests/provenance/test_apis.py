@@ -1,5 +1,6 @@
 """The provenance API, and the legal team's walk: evidence bundle plus the API's keys, verified offline."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -121,3 +122,20 @@ def test_a_bad_since_is_refused(api, producer):
     for since in ("x", "99"):
         response = api(producer).get(f"/api/v1/cues/{cue['id']}/evidence-bundle/", {"since": since})
         assert response.status_code == 400
+
+
+def test_a_prompt_is_readable_by_legal_and_its_creator_only_and_erasure_shows(api, producer, legal, admin_user):
+    cue = upload(api(producer))
+    commitment = services.prompt_commit(
+        prompt="tense strings, 120 bpm", created_by=producer, subject_digest=cue["artifacts"]["midi"]["sha256"]
+    )
+    url = f"/api/v1/cues/{cue['id']}/prompt/"
+    for user in (producer, legal, admin_user):
+        [prompt] = api(user).get(url).json()["results"]
+        assert (prompt["prompt"], prompt["commitment"]) == ("tense strings, 120 bpm", commitment["value"])
+        salt = bytes.fromhex(prompt["salt"])
+        assert hashlib.sha256(salt + b"tense strings, 120 bpm").hexdigest() == commitment["value"]
+    assert api(user_in_role("producer")).get(url).status_code == 404
+    services.prompt_erase(subject_digest=cue["artifacts"]["midi"]["sha256"])
+    [erased] = api(legal).get(url).json()["results"]
+    assert (erased["prompt"], erased["salt"], erased["commitment"]) == (None, None, commitment["value"])
