@@ -15,12 +15,11 @@ from library import services
 from library.errors import LibraryError
 from library.filters import CueFilter
 from library.models import Artifact, Cue, CueInstrument, ProcessingJob
-from library.selectors import cue_auditable_by, cue_digests, cue_get_for_user, cue_list_for_user
+from library.selectors import cue_auditable_by, cue_get_for_user, cue_list_for_user
 from provenance import services as provenance_services
 from provenance.apis import CheckpointSerializer, EntrySerializer, checkpoint_data, entry_data
 from provenance.ledger import dump_bundle
-from provenance.models import LedgerEntry
-from provenance.selectors import prompts_for_subject
+from provenance.selectors import entries_for, prompts_for
 
 
 class ArtifactSerializer(serializers.Serializer):
@@ -305,9 +304,8 @@ class CueProvenanceApi(APIView):
     )
     def get(self, request, cue_id):
         cue = _cue_for_audit(request.user, cue_id)
-        provenance_services.outbox_drain()
         checkpoint = provenance_services.checkpoint_latest()
-        entries = LedgerEntry.objects.filter(subject_digest__in=cue_digests(cue), index__lt=checkpoint.size)
+        entries = entries_for(cue.provenance_reference, below=checkpoint.size)
         return Response(
             {
                 "checkpoint": CheckpointSerializer(checkpoint_data(checkpoint)).data,
@@ -325,10 +323,10 @@ class CueEvidenceBundleApi(APIView):
     def get(self, request, cue_id):
         cue = _cue_for_audit(request.user, cue_id)
         since = request.query_params.get("since")
-        if since is not None and not since.isdigit():
+        if since is not None and not (since.isascii() and since.isdigit()):
             raise LibraryError("validation_error", "since must be a whole number (an earlier tree size).")
         bundle = provenance_services.bundle_build(
-            subject_digests=cue_digests(cue),
+            reference=cue.provenance_reference,
             since=int(since) if since else None,
             subject={"cue": {"id": str(cue.pk), "code": cue.code, "title": cue.title}},
         )
@@ -344,7 +342,7 @@ class CuePromptApi(APIView):
     )
     def get(self, request, cue_id):
         cue = _cue_for_audit(request.user, cue_id)
-        prompts = prompts_for_subject(cue.midi_id)
+        prompts = prompts_for(cue.provenance_reference)
         return Response(
             {
                 "results": [

@@ -35,7 +35,7 @@ def cue_credentials_make(cue: Cue, *, flac: Path, preview: Path, midi: Path, out
     """Sign the cue's rendered files. Needs the cue's ingest or generation record appended to the ledger first (it
     drains the outbox to make sure) and the signing identity configured (CUELEDGER_C2PA_CERT_CHAIN and _KEY)."""
     provenance_services.outbox_drain()
-    ledger = provenance_services.origin_record(cue.midi_id)
+    ledger = provenance_services.origin_record(cue.provenance_reference)
     if ledger is None:
         raise LibraryError("provenance_record_missing", f"{cue.code} has no ingest record in the ledger yet.")
     try:

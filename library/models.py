@@ -83,6 +83,11 @@ class Cue(models.Model):
     def code(self) -> str:
         return f"CUE-{self.number:06d}"
 
+    @property
+    def provenance_reference(self) -> str:
+        """How the ledger's records name this cue (its artifacts may be shared with other cues)."""
+        return f"cue:{self.pk}"
+
 
 class CueInstrument(models.Model):
     """One General MIDI instrument heard in a cue (parts with the same program are counted together)."""

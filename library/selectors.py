@@ -36,19 +36,6 @@ def cue_get_for_user(user, cue_id) -> Cue:
         raise Http404 from None
 
 
-def cue_digests(cue: Cue) -> list[str]:
-    """Every artifact digest of a cue: the subjects its provenance records may be about."""
-    digests = (
-        cue.midi_id,
-        cue.audio_id,
-        cue.preview_id,
-        cue.waveform_id,
-        cue.midi_credentials_id,
-        cue.preview_credentials_id,
-    )
-    return [digest for digest in digests if digest]
-
-
 def cue_by_reference(reference: str) -> Cue | None:
     """A cue by its id (UUID) or its code (CUE-000123), for commands run by operators; None when there is none."""
     if reference.upper().startswith("CUE-") and reference[4:].isdigit():

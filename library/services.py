@@ -155,6 +155,7 @@ def cue_ingest(
         )
         provenance_services.record_enqueue(
             kind="ingest",
+            reference=cue.provenance_reference,
             subjects=[(f"{cue.code}.mid", artifact.sha256)],
             predicate={
                 "cue": {"id": str(cue.pk), "code": cue.code, "title": cue.title},

@@ -47,6 +47,9 @@ class LedgerEntry(models.Model):
     leaf_hash = models.CharField(max_length=64, db_index=True)
     envelope = models.BinaryField()
     subject_digest = models.CharField(max_length=64, db_index=True)
+    # What the record is about in the caller's terms (e.g. "cue:<uuid>"): artifacts are shared between cues by
+    # digest, so the digest alone cannot tell whose record this is. Not signed; an index for our own look-ups.
+    reference = models.CharField(max_length=100, db_index=True, blank=True)
     kind = models.CharField(max_length=20, db_index=True)
     key_id = models.CharField(max_length=64)
     created_at = models.DateTimeField()
@@ -93,6 +96,7 @@ class OutboxRecord(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=20)
+    reference = models.CharField(max_length=100, blank=True)
     subjects = models.JSONField(help_text="[[name, sha256 hex], ...]")
     predicate = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -109,7 +113,7 @@ class PromptSecret(models.Model):
     only the commitment SHA-256(salt || prompt), which then proves nothing about the words."""
 
     commitment = models.CharField(max_length=64, primary_key=True)
-    subject_digest = models.CharField(max_length=64, db_index=True)
+    reference = models.CharField(max_length=100, db_index=True, help_text="whose prompt, e.g. cue:<uuid>")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     plaintext = models.TextField(blank=True)
     salt = models.BinaryField(null=True, blank=True)

@@ -102,18 +102,34 @@ def _tree_at(size: int) -> MerkleTree:
 # --- Appending ---------------------------------------------------------------------------------------------------
 
 
-def ledger_append(*, kind: str, subjects: Sequence[tuple[str, str]], predicate: dict) -> LedgerEntry:
-    """Sign a record and append it now. Most callers use record_enqueue instead, inside their own transaction."""
-    predicate_check(kind, predicate)
+Record = tuple[str, Sequence[Sequence[str]], dict, str]  # kind, subjects, predicate, reference
+
+
+def ledger_append(
+    *, kind: str, subjects: Sequence[tuple[str, str]], predicate: dict, reference: str = ""
+) -> LedgerEntry:
+    """Sign a record and append it now. Most callers use record_enqueue instead, inside their own transaction.
+    ``reference`` says whose record it is in the caller's terms (e.g. ``cue:<uuid>``), for look-ups."""
+    _statement_check(kind, subjects, predicate)
     with transaction.atomic():
-        return _append(_head_locked(), kind, subjects, predicate)
+        return _append(_head_locked(), (kind, subjects, predicate, reference))
 
 
-def _append(head: LedgerHead, kind: str, subjects: Sequence[Sequence[str]], predicate: dict) -> LedgerEntry:
-    return _append_all(head, [(kind, subjects, predicate)])[0]
+def _statement_check(kind: str, subjects: Sequence[Sequence[str]], predicate: dict) -> None:
+    """Refuse a record that could not be signed later: its predicate must fit its schema and its statement must
+    canonicalise (RFC 8785 has no room for, say, integers beyond 2**53)."""
+    predicate_check(kind, predicate)
+    try:
+        make_statement([(name, digest) for name, digest in subjects], PREDICATE_TYPES[kind], predicate)
+    except LedgerError as exc:
+        raise ProvenanceError("predicate_invalid", f"{kind} record cannot be signed: {exc.detail}") from None
 
 
-def _append_all(head: LedgerHead, records: Sequence[tuple[str, Sequence[Sequence[str]], dict]]) -> list[LedgerEntry]:
+def _append(head: LedgerHead, record: Record) -> LedgerEntry:
+    return _append_all(head, [record])[0]
+
+
+def _append_all(head: LedgerHead, records: Sequence[Record]) -> list[LedgerEntry]:
     """Sign and append records under the locked head: all the signing and hashing first, in memory, then one bulk
     insert of entries, one of tree nodes and one update of the head, however many records there are."""
     key_id = _current_key_id(head)
@@ -122,7 +138,7 @@ def _append_all(head: LedgerHead, records: Sequence[tuple[str, Sequence[Sequence
     tree = MerkleTree(store, size=head.size)
     now = timezone.now()
     entries = []
-    for kind, subjects, predicate in records:
+    for kind, subjects, predicate, reference in records:
         statement = make_statement([(name, digest) for name, digest in subjects], PREDICATE_TYPES[kind], predicate)
         envelope = sign_envelope(statement, signer)
         leaf = leaf_hash(envelope)
@@ -132,6 +148,7 @@ def _append_all(head: LedgerHead, records: Sequence[tuple[str, Sequence[Sequence
                 leaf_hash=leaf.hex(),
                 envelope=envelope,
                 subject_digest=subjects[0][1],
+                reference=reference,
                 kind=kind,
                 key_id=key_id,
                 created_at=now,
@@ -168,13 +185,18 @@ def _current_key_id(head: LedgerHead) -> str:
     return head.key_id
 
 
-def record_enqueue(*, kind: str, subjects: Sequence[tuple[str, str]], predicate: dict) -> OutboxRecord:
+def record_enqueue(
+    *, kind: str, subjects: Sequence[tuple[str, str]], predicate: dict, reference: str = ""
+) -> OutboxRecord:
     """Queue a record in the caller's transaction; it is signed and appended after commit (outbox_drain).
 
     So a change and its record commit together or not at all, without every writer waiting on the ledger's lock.
+    A record that could not be signed is refused here, never left to block the outbox.
     """
-    predicate_check(kind, predicate)
-    record = OutboxRecord.objects.create(kind=kind, subjects=[list(s) for s in subjects], predicate=predicate)
+    _statement_check(kind, subjects, predicate)
+    record = OutboxRecord.objects.create(
+        kind=kind, subjects=[list(s) for s in subjects], predicate=predicate, reference=reference
+    )
     transaction.on_commit(partial(_drain_later), robust=True)
     return record
 
@@ -193,7 +215,7 @@ def outbox_drain(*, batch: int = OUTBOX_BATCH) -> int:
         with transaction.atomic():
             head = _head_locked()
             pending = list(OutboxRecord.objects.order_by("created_at", "id")[:batch])
-            _append_all(head, [(record.kind, record.subjects, record.predicate) for record in pending])
+            _append_all(head, [(r.kind, r.subjects, r.predicate, r.reference) for r in pending])
             # Appended records leave the outbox in the same transaction: their entries carry everything they said.
             OutboxRecord.objects.filter(pk__in=[record.pk for record in pending]).delete()
         appended += len(pending)
@@ -287,8 +309,8 @@ def key_rotate() -> SigningKey:
             "retired_key_id": old.key_id,
             "new_key": {"key_id": identifier, "public_key": b64(public), "valid_from_index": starts},
         }
-        predicate_check("key", predicate)
-        _append(head, "key", [(f"ed25519-public-key:{identifier}", identifier)], predicate)
+        _statement_check("key", [(f"ed25519-public-key:{identifier}", identifier)], predicate)
+        _append(head, ("key", [(f"ed25519-public-key:{identifier}", identifier)], predicate, f"key:{identifier}"))
         old.valid_until_index, old.retired_at = starts, timezone.now()
         old.save(update_fields=["valid_until_index", "retired_at"])
         head.key_id = identifier
@@ -382,13 +404,10 @@ def _verify_checkpoint(checkpoint: Checkpoint, tree: MerkleTree, ring: KeyRing, 
         raise LedgerError("checkpoint_root_mismatch", f"checkpoint {checkpoint.size} is not this tree's", index=where)
 
 
-def origin_record(subject_digest: str) -> dict | None:
-    """Where a subject's first ingest or generation record sits in the ledger: what Content Credentials link to."""
-    entry = (
-        LedgerEntry.objects.filter(subject_digest=subject_digest, kind__in=["ingest", "generation"])
-        .order_by("index")
-        .first()
-    )
+def origin_record(reference: str) -> dict | None:
+    """Where the first ingest or generation record about ``reference`` sits in the ledger: what Content
+    Credentials link to."""
+    entry = LedgerEntry.objects.filter(reference=reference, kind__in=["ingest", "generation"]).order_by("index").first()
     if entry is None:
         return None
     return {"origin": origin(), "index": entry.index, "envelope_sha256": hashlib.sha256(entry.envelope).hexdigest()}
@@ -397,17 +416,17 @@ def origin_record(subject_digest: str) -> dict | None:
 # --- Evidence bundles --------------------------------------------------------------------------------------------
 
 
-def bundle_build(*, subject_digests: Sequence[str], subject: dict, since: int | None = None) -> dict:
-    """An evidence bundle of every record about the given digests, with inclusion proofs to a fresh checkpoint,
-    every signing key with its window, and, with ``since``, a consistency proof from that earlier tree size."""
-    outbox_drain()
+def bundle_build(*, reference: str, subject: dict, since: int | None = None) -> dict:
+    """An evidence bundle of every record about ``reference``, with inclusion proofs to a fresh checkpoint, every
+    signing key with its window, and, with ``since``, a consistency proof from that earlier tree size. Records
+    still in the outbox are not in it yet: the worker appends them within moments."""
     checkpoint = checkpoint_latest()
     if since is not None and not 0 < since <= checkpoint.size:
         raise ProvenanceError("proof_range_invalid", f"since must be between 1 and {checkpoint.size}; got {since}.")
     tree = _tree_at(checkpoint.size)
     entries = [
         (entry.index, bytes(entry.envelope), tree.inclusion_proof(entry.index, checkpoint.size))
-        for entry in LedgerEntry.objects.filter(subject_digest__in=subject_digests, index__lt=checkpoint.size)
+        for entry in LedgerEntry.objects.filter(reference=reference, index__lt=checkpoint.size).order_by("index")
     ]
     proofs = {since: tree.consistency_proof(since, checkpoint.size)} if since else None
     keys = [key_as_ledger_key(key) for key in SigningKey.objects.all()]
@@ -417,18 +436,18 @@ def bundle_build(*, subject_digests: Sequence[str], subject: dict, since: int | 
 # --- Prompts -----------------------------------------------------------------------------------------------------
 
 
-def prompt_commit(*, prompt: str, created_by, subject_digest: str) -> dict:
+def prompt_commit(*, prompt: str, created_by, reference: str) -> dict:
     """Keep a prompt apart from the ledger and return the commitment a generation record carries instead."""
     salt = os.urandom(32)
     value = hashlib.sha256(salt + prompt.encode("utf-8")).hexdigest()
     PromptSecret.objects.create(
-        commitment=value, subject_digest=subject_digest, created_by=created_by, plaintext=prompt, salt=salt
+        commitment=value, reference=reference, created_by=created_by, plaintext=prompt, salt=salt
     )
     return {"algorithm": "sha256(salt||prompt)", "value": value}
 
 
-def prompt_erase(*, subject_digest: str) -> int:
-    """Destroy the plaintext and salt of every prompt about a subject; the ledger's commitments stay and verify."""
-    return PromptSecret.objects.filter(subject_digest=subject_digest, erased_at__isnull=True).update(
+def prompt_erase(*, reference: str) -> int:
+    """Destroy the plaintext and salt of every prompt kept for ``reference``; the ledger's commitments stay valid."""
+    return PromptSecret.objects.filter(reference=reference, erased_at__isnull=True).update(
         plaintext="", salt=None, erased_at=timezone.now()
     )

@@ -86,7 +86,7 @@ def test_a_rerun_after_a_crash_leaves_one_set_of_artifacts(queued_cue, private_f
 
 def test_the_audio_carries_content_credentials_that_link_to_the_ledger(queued_cue, settings):
     render_job(queued_cue)
-    entry = LedgerEntry.objects.get(subject_digest=queued_cue.midi_id)
+    entry = LedgerEntry.objects.get(reference=queued_cue.provenance_reference)
     anchors = settings.CUELEDGER_C2PA_TRUST_ANCHORS.read_bytes()
     with default_storage.open(queued_cue.audio.storage_name) as handle:
         flac = settings.CUELEDGER_SCRATCH_DIR.parent / "delivered.flac"

@@ -18,10 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 
-def upload(client, **sketch):
+def upload(client, title: str = "Evidence", **sketch):
+    """Upload a cue, then let the worker's part happen: its ingest record is appended from the outbox."""
     midi = SimpleUploadedFile("cue.mid", midi_sketch(**sketch), content_type="audio/midi")
-    response = client.post("/api/v1/cues/", {"title": "Evidence", "midi": midi}, format="multipart")
+    response = client.post("/api/v1/cues/", {"title": title, "midi": midi}, format="multipart")
     assert response.status_code == 201
+    services.outbox_drain()
     return response.json()
 
 
@@ -45,7 +47,7 @@ def test_legal_verifies_a_cues_bundle_offline_and_a_flipped_byte_names_the_entry
 
     ok = verify(tmp_path / "bundle.json", "--trusted-keys", tmp_path / "keys.json", cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    entry = LedgerEntry.objects.get(subject_digest=cue["artifacts"]["midi"]["sha256"])
+    entry = LedgerEntry.objects.get(reference=f"cue:{cue['id']}")
     assert f"{entry.index}" in ok.stdout
 
     data = json.loads(bundle.content)
@@ -127,7 +129,7 @@ def test_a_bad_since_is_refused(api, producer):
 def test_a_prompt_is_readable_by_legal_and_its_creator_only_and_erasure_shows(api, producer, legal, admin_user):
     cue = upload(api(producer))
     commitment = services.prompt_commit(
-        prompt="tense strings, 120 bpm", created_by=producer, subject_digest=cue["artifacts"]["midi"]["sha256"]
+        prompt="tense strings, 120 bpm", created_by=producer, reference=f"cue:{cue['id']}"
     )
     url = f"/api/v1/cues/{cue['id']}/prompt/"
     for user in (producer, legal, admin_user):
@@ -136,6 +138,23 @@ def test_a_prompt_is_readable_by_legal_and_its_creator_only_and_erasure_shows(ap
         salt = bytes.fromhex(prompt["salt"])
         assert hashlib.sha256(salt + b"tense strings, 120 bpm").hexdigest() == commitment["value"]
     assert api(user_in_role("producer")).get(url).status_code == 404
-    services.prompt_erase(subject_digest=cue["artifacts"]["midi"]["sha256"])
+    services.prompt_erase(reference=f"cue:{cue['id']}")
     [erased] = api(legal).get(url).json()["results"]
     assert (erased["prompt"], erased["salt"], erased["commitment"]) == (None, None, commitment["value"])
+
+
+def test_two_cues_sharing_a_midi_file_keep_their_own_records(api, producer):
+    """Artifacts are stored once per digest, so two uploads of the same bytes share a file; each cue's provenance,
+    bundle and prompts must still be its own."""
+    other = user_in_role("producer")
+    mine = upload(api(producer), title="Mine", seed=5)
+    theirs = upload(api(other), title="Theirs", seed=5)
+    assert mine["artifacts"]["midi"]["sha256"] == theirs["artifacts"]["midi"]["sha256"]
+    records = api(other).get(f"/api/v1/cues/{theirs['id']}/provenance/").json()["records"]
+    assert [r["predicate"]["cue"]["title"] for r in records] == ["Theirs"]
+    assert [r["predicate"]["uploaded_by"] for r in records] == [other.username]
+    bundle = json.loads(api(other).get(f"/api/v1/cues/{theirs['id']}/evidence-bundle/").content)
+    assert len(bundle["entries"]) == 1
+    assert (
+        services.origin_record(f"cue:{theirs['id']}")["index"] != services.origin_record(f"cue:{mine['id']}")["index"]
+    )

@@ -84,7 +84,7 @@ def test_ledger_export_writes_a_bundle_the_verifier_accepts(producer, tmp_path):
 def test_erasing_a_prompt_destroys_it_and_the_ledger_still_verifies(producer):
     cue = cue_ingest(created_by=producer, title="Generated", midi=midi_sketch())
     commitment = services.prompt_commit(
-        prompt="tense strings, 120 bpm", created_by=producer, subject_digest=cue.midi_id
+        prompt="tense strings, 120 bpm", created_by=producer, reference=cue.provenance_reference
     )
     services.ledger_append(
         kind="generation",

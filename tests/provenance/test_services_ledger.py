@@ -10,7 +10,7 @@ from provenance.keys import signers_forget
 from provenance.ledger import Ed25519Signer, leaf_hash, make_statement, sign_envelope, verify_bundle
 from provenance.models import Checkpoint, LedgerEntry, LedgerHead, MerkleNode, OutboxRecord, SigningKey
 from provenance.records import PREDICATE_TYPES
-from tests.provenance.factories import DIGEST, clearance, triggers_off
+from tests.provenance.factories import DIGEST, REFERENCE, clearance, triggers_off
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,7 @@ def test_rotation_keeps_old_entries_verifiable_and_hands_over_at_the_next_index(
     assert LedgerEntry.objects.get(index=2).kind == "key" and LedgerEntry.objects.get(index=2).key_id == old.key_id
     assert later.key_id == new.key_id
     assert services.ledger_verify().ok
-    bundle = services.bundle_build(subject_digests=[DIGEST], subject={})
+    bundle = services.bundle_build(reference=REFERENCE, subject={})
     report = verify_bundle(bundle, trusted_keys=services.keyring())
     assert [entry.key_id for entry in report.entries] == [old.key_id, old.key_id, new.key_id]
 

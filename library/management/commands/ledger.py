@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from library.selectors import cue_by_reference, cue_digests
+from library.selectors import cue_by_reference
 from provenance import services
 from provenance.errors import ProvenanceError
 from provenance.ledger import dump_bundle
@@ -50,8 +50,9 @@ class Command(BaseCommand):
 
     def _export(self, *, cue: str, out: Path, since: int | None, **options):
         found = _cue(cue)
+        services.outbox_drain()  # an operator exporting wants every record, including those queued a moment ago
         bundle = services.bundle_build(
-            subject_digests=cue_digests(found),
+            reference=found.provenance_reference,
             since=since,
             subject={"cue": {"id": str(found.pk), "code": found.code, "title": found.title}},
         )

@@ -14,5 +14,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, action, cue, **options):
         found = _cue(cue)
-        erased = services.prompt_erase(subject_digest=found.midi_id)
+        erased = services.prompt_erase(reference=found.provenance_reference)
         self.stdout.write(f"{found.code}: erased {erased} prompt(s); the ledger still verifies")
