@@ -136,8 +136,6 @@ CUELEDGER_LEDGER_ORIGIN = env_str("CUELEDGER_LEDGER_ORIGIN", "cueledger.localhos
 CUELEDGER_KEY_DIR = env_path("CUELEDGER_KEY_DIR", VAR_DIR / "keys")
 CUELEDGER_KEY_PASSPHRASE = env_str("CUELEDGER_KEY_PASSPHRASE", "")
 CUELEDGER_KEY_PASSPHRASE_FILE = env_path("CUELEDGER_KEY_PASSPHRASE_FILE", VAR_DIR / "key-passphrase")
-# Appended records are covered by a new signed checkpoint at most this many entries later.
-CUELEDGER_CHECKPOINT_EVERY = env_int("CUELEDGER_CHECKPOINT_EVERY", 1, minimum=1)
 
 # A running job renews its lease with every progress report (every few seconds); a job silent this long is taken to
 # be dead and another worker may take it over.

@@ -6,7 +6,6 @@ file signer here is the default; a KMS or HSM signer only has to offer the same 
 
 import os
 import secrets
-from functools import cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -54,14 +53,26 @@ def key_generate() -> tuple[str, bytes]:
     return identifier, public
 
 
+# Loaded signers by (key directory, key id); the passphrase is used to load a key and then dropped.
+_SIGNERS: dict[tuple[str, str], Ed25519Signer] = {}
+
+
 def signer_for(identifier: str) -> Ed25519Signer:
     """The signer of a stored key, loaded once per process."""
-    return _load_signer(str(settings.CUELEDGER_KEY_DIR), identifier, passphrase())
+    slot = (str(settings.CUELEDGER_KEY_DIR), identifier)
+    if slot not in _SIGNERS:
+        _SIGNERS[slot] = _load_signer(Path(slot[0]), identifier, passphrase())
+    return _SIGNERS[slot]
 
 
-@cache
-def _load_signer(directory: str, identifier: str, secret: bytes) -> Ed25519Signer:
-    folder = Path(directory)
+def key_destroy(identifier: str) -> None:
+    """Delete a retired key's private file and forget it: a retired key that leaked could still sign checkpoints of
+    the sizes its window covered, so it should not outlive its window."""
+    (Path(settings.CUELEDGER_KEY_DIR) / f"{identifier}.pem").unlink(missing_ok=True)
+    signers_forget()
+
+
+def _load_signer(folder: Path, identifier: str, secret: bytes) -> Ed25519Signer:
     if not folder.is_dir():
         raise ProvenanceError(
             "key_directory_missing",
@@ -92,8 +103,8 @@ def _load_signer(directory: str, identifier: str, secret: bytes) -> Ed25519Signe
 
 
 def signers_forget() -> None:
-    """Drop cached signers (after a rotation in another process, or in tests that change the key directory)."""
-    _load_signer.cache_clear()
+    """Drop cached signers (after a rotation, or in tests that change the key directory)."""
+    _SIGNERS.clear()
 
 
 def _write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
@@ -105,3 +116,10 @@ def _write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
         return
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    directory = os.open(path.parent, os.O_RDONLY)  # the new name must survive a crash too
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn
 
 from provenance.ledger import (
     KeyRing,
@@ -118,27 +118,45 @@ def _json_report(report: Report | None, error: dict[str, Any] | None) -> dict[st
     }
 
 
-def _print_summary(report: Report, out: TextIO) -> None:
-    print("VERIFIED: every check passed.", file=out)
-    print(f"  Log (origin):      {report.origin}", file=out)
-    print(f"  Checkpoint size:   {report.tree_size} entries", file=out)
-    print(f"  Root hash:         {b64(report.root_hash)}", file=out)
-    print(f"  Checkpoint key id: {report.checkpoint_key_id}", file=out)
+def _printable(text: object) -> str:
+    """``text`` with every control or unpaired-surrogate character shown as an escape: bundle fields are written
+    by whoever made the bundle, and a terminal control sequence in one could hide a warning or forge a line."""
+    return "".join(
+        char if char.isprintable() and not 0xD800 <= ord(char) <= 0xDFFF else repr(char)[1:-1] for char in str(text)
+    )
+
+
+def _summary_lines(report: Report) -> list[str]:
+    trusted = not any("not independently trusted" in warning for warning in report.warnings)
+    lines = [
+        "VERIFIED: every check passed."
+        if trusted
+        else "VERIFIED AGAINST THE BUNDLE'S OWN KEYS ONLY: give --trusted-keys to check who signed it."
+    ]
+    lines += [
+        f"  Log (origin):      {report.origin}",
+        f"  Checkpoint size:   {report.tree_size} entries",
+        f"  Root hash:         {b64(report.root_hash)}",
+        f"  Checkpoint key id: {report.checkpoint_key_id}",
+    ]
     if report.previous_size is not None:
-        print(f"  Consistent with the previous checkpoint of size {report.previous_size}", file=out)
-    print(f"  Entries ({len(report.entries)}):", file=out)
+        lines.append(f"  Consistent with the previous checkpoint of size {report.previous_size}")
+    lines.append(f"  Entries ({len(report.entries)}):")
     for entry in report.entries:
-        print(f"    entry {entry.index}: {entry.predicate_type}", file=out)
-        print(f"      signed by key id {entry.key_id}", file=out)
+        lines.append(f"    entry {entry.index}: {entry.predicate_type}")
+        lines.append(f"      signed by key id {entry.key_id}")
         for name, digest in entry.subjects:
-            print(f"      subject {name or '_'}  sha256:{digest}", file=out)
+            lines.append(f"      subject {name or '_'}  sha256:{digest}")
+        about = entry.statement.get("predicate", {}).get("cue") if isinstance(entry.statement, dict) else None
+        if isinstance(about, dict):  # what the signed record itself says it is about
+            lines.append(f"      about (signed): {json.dumps(about, ensure_ascii=False, sort_keys=True)}")
     if report.subject is not None:
         description = json.dumps(report.subject, ensure_ascii=False, sort_keys=True)
-        print(f"  Bundle description (not verified): {description}", file=out)
+        lines.append(f"  Bundle description (not verified, compare it with the signed lines): {description}")
     if report.warnings:
-        print("  Warnings:", file=out)
-        for warning in report.warnings:
-            print(f"    - {warning}", file=out)
+        lines.append("  Warnings:")
+        lines.extend(f"    - {warning}" for warning in report.warnings)
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,6 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(args_list)
         report = _run(args.bundle, args.trusted_keys, args.previous_checkpoint)
+        output = (
+            json.dumps(_json_report(report, None), indent=2, ensure_ascii=True)
+            if want_json
+            else "\n".join(_printable(line) for line in _summary_lines(report))
+        )
     except _UsageError as exc:
         error: LedgerError = MalformedError("usage", f"{exc} (see --help)")
         status, label = EXIT_MALFORMED, "USAGE ERROR"
@@ -162,15 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = LedgerError("internal_error", f"{type(exc).__name__}: {exc}")
         status, label = EXIT_INTERNAL, "INTERNAL ERROR"
     else:
-        if want_json:
-            print(json.dumps(_json_report(report, None), indent=2, ensure_ascii=False))
-        else:
-            _print_summary(report, sys.stdout)
+        print(output)
         return EXIT_OK
     if want_json:
-        print(json.dumps(_json_report(None, error.to_json()), indent=2, ensure_ascii=False))
+        print(json.dumps(_json_report(None, error.to_json()), indent=2, ensure_ascii=True))
     else:
-        print(f"{label}: {error}", file=sys.stderr)
+        print(_printable(f"{label}: {error}"), file=sys.stderr)
     return status
 
 

@@ -270,6 +270,18 @@ def verify_bundle(
             )
 
     checkpoint, checkpoint_key = _open_checkpoint(parsed.checkpoint, keyring, "checkpoint")
+    if trusted_keys is not None:
+        # A retired key can still sign checkpoints of any size inside its old window. Should it leak, it could sign
+        # a made-up history that ends before the rotation, so a bundle's checkpoint must be at least as new as the
+        # newest trusted key. (A --previous-checkpoint is the user's own copy and is exempt.)
+        newest = max((key.valid_from_index for key in keyring), default=0)
+        if checkpoint.size < newest:
+            raise VerificationError(
+                "checkpoint_predates_rotation",
+                f"the checkpoint covers {checkpoint.size} entries, but a trusted key took over at entry {newest}: "
+                "a checkpoint from before a key rotation could be signed with the retired key, should it leak. "
+                "Verify a freshly exported bundle, or use the key list as it was when this bundle was made",
+            )
     if checkpoint.origin != parsed.origin:
         raise VerificationError(
             "origin_mismatch", f"the checkpoint is for log {checkpoint.origin!r}, the bundle for {parsed.origin!r}"

@@ -201,3 +201,47 @@ def test_a_checkpoint_from_a_forked_tree_is_found(ledger):
 def test_the_head_claiming_more_entries_than_exist_is_found(ledger):
     LedgerHead.objects.filter(pk=1).update(size=7)
     assert failure().code == "size_mismatch"
+
+
+def test_a_reopened_key_window_is_found(ledger):
+    old = SigningKey.objects.get()
+    services.key_rotate()
+    SigningKey.objects.filter(pk=old.pk).update(valid_until_index=None)  # keys are not append-only: the check is
+    report = failure()
+    assert report.code == "key_window_mismatch"
+
+
+def test_an_attacker_key_slipped_into_the_keys_table_is_found(ledger):
+    intruder = Ed25519Signer(Ed25519PrivateKey.generate())
+    SigningKey.objects.create(
+        key_id=intruder.key_id, name=services.origin(), public_key=intruder.public_key_bytes, valid_from_index=0
+    )
+    assert failure().code == "key_unexplained"
+
+
+def test_a_tampered_head_border_is_found_and_no_checkpoint_is_signed_over_it(ledger):
+    clearance(6)
+    head = LedgerHead.objects.get()
+    head.frontier = [[level, index, "00" * 32] for level, index, _ in head.frontier]
+    head.save()
+    assert failure().code == "head_frontier_mismatch"
+    with pytest.raises(ProvenanceError) as caught:
+        services.checkpoint_create()
+    assert caught.value.code == "ledger_head_corrupt"
+
+
+def test_a_deleted_tree_node_is_found(ledger):
+    with triggers_off():
+        MerkleNode.objects.filter(level=1, index=1).delete()
+    assert failure().code == "tree_node_missing"
+
+
+def test_rotation_destroys_the_retired_private_key_once_committed(settings, django_capture_on_commit_callbacks):
+    clearance(0)
+    old = SigningKey.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        new = services.key_rotate()
+    assert not (settings.CUELEDGER_KEY_DIR / f"{old.key_id}.pem").exists()
+    assert (settings.CUELEDGER_KEY_DIR / f"{new.key_id}.pem").exists()
+    clearance(2)  # the new key signs
+    assert services.ledger_verify().ok

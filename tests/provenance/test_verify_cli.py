@@ -185,3 +185,26 @@ def test_verifier_never_imports_django(ledger, files):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("clean")
+
+
+def test_control_characters_from_the_bundle_are_shown_escaped_not_obeyed(ledger, files):
+    """A field that would switch a terminal to hidden text must not hide the untrusted-keys warning."""
+    bundle = ledger.bundle()
+    bundle["x\x1b[8m"] = "hidden"
+    bundle["subject"] = {"cue": "Opening\x1b[8m titles\ud800"}
+    result = run(files("bundle.json", json.dumps(bundle, ensure_ascii=True)))
+    assert result.returncode == 0
+    assert "\x1b" not in result.stdout and "\\x1b[8m" in result.stdout
+    assert result.stdout.startswith("VERIFIED AGAINST THE BUNDLE'S OWN KEYS ONLY")
+
+
+def test_a_checkpoint_older_than_the_newest_trusted_key_is_refused(files):
+    """After a rotation at entry 3, a retired key could still sign checkpoints up to size 3. Should it leak, a
+    made-up history ending before the rotation would otherwise verify against the trusted keys."""
+    ledger = Ledger.with_rotation(entries=5, rotate_at=3)
+    keys = files("keys.json", json.dumps([key.to_json() for key in ledger.ledger_keys]))
+    stale = files("stale.json", dump_bundle(ledger.bundle(indexes=[0, 1], size=2)))
+    result = run(stale, "--trusted-keys", keys, "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"]["code"] == "checkpoint_predates_rotation"
+    assert run(files("fresh.json", dump_bundle(ledger.bundle())), "--trusted-keys", keys).returncode == 0
