@@ -7,7 +7,16 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from provenance import services
 from provenance.errors import ProvenanceError
 from provenance.keys import signers_forget
-from provenance.ledger import Ed25519Signer, leaf_hash, make_statement, sign_envelope, verify_bundle
+from provenance.ledger import Checkpoint as NoteCheckpoint
+from provenance.ledger import (
+    Ed25519Signer,
+    MemoryNodeStore,
+    MerkleTree,
+    leaf_hash,
+    make_statement,
+    sign_envelope,
+    verify_bundle,
+)
 from provenance.models import Checkpoint, LedgerEntry, LedgerHead, MerkleNode, OutboxRecord, SigningKey
 from provenance.records import PREDICATE_TYPES
 from tests.provenance.factories import DIGEST, REFERENCE, clearance, triggers_off
@@ -185,11 +194,11 @@ def test_a_record_signed_outside_its_keys_window_is_found(ledger):
 
 
 def test_a_checkpoint_from_a_forked_tree_is_found(ledger):
-    fork = services.MerkleTree(services.MemoryNodeStore())
+    fork = MerkleTree(MemoryNodeStore())
     for entry in ledger:
         fork.append(leaf_hash(bytes(entry.envelope)) if entry.index != 4 else b"\x00" * 32)
     signer = services.signer_for(SigningKey.objects.get().key_id)
-    body = services.NoteCheckpoint(services.origin(), 6, fork.root()).body()
+    body = NoteCheckpoint(services.origin(), 6, fork.root()).body()
     with triggers_off():
         Checkpoint.objects.filter(size=6).update(
             note=services.note_sign(body, services.origin(), signer), root_hash=fork.root().hex()

@@ -1,0 +1,88 @@
+"""The Merkle tree over the database, and the head row that serialises every write to it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+
+from provenance.keys import key_generate
+from provenance.ledger import (
+    MerkleTree,
+)
+from provenance.models import LedgerHead, MerkleNode, SigningKey
+
+
+def origin() -> str:
+    return settings.CUELEDGER_LEDGER_ORIGIN
+
+
+# --- The tree over the database ----------------------------------------------------------------------------------
+
+
+class DbNodeStore:
+    """MerkleTree's node store on the MerkleNode table, with known nodes (the head's frontier) held in memory and
+    new nodes collected for one bulk insert."""
+
+    def __init__(self, known: dict[tuple[int, int], bytes] | None = None) -> None:
+        self.known = dict(known or {})
+        self.new: list[MerkleNode] = []
+
+    def get(self, level: int, index: int) -> bytes | None:
+        if (level, index) in self.known:
+            return self.known[(level, index)]
+        value = MerkleNode.objects.filter(level=level, index=index).values_list("hash", flat=True).first()
+        if value is not None:
+            self.known[(level, index)] = bytes(value)
+        return bytes(value) if value is not None else None
+
+    def put(self, level: int, index: int, value: bytes) -> None:
+        self.known[(level, index)] = value
+        self.new.append(MerkleNode(level=level, index=index, hash=value))
+
+
+def _frontier(head: LedgerHead) -> dict[tuple[int, int], bytes]:
+    return {(level, index): bytes.fromhex(value) for level, index, value in head.frontier}
+
+
+def frontier_of(store, size: int) -> list[list]:
+    """The perfect subtrees along the right border of a tree of ``size`` leaves (one per set bit of ``size``), as
+    the head stores them: [[level, index, hex hash], ...]. ``store`` is any NodeStore holding them."""
+    return [
+        [level, (size >> level) - 1, store.get(level, (size >> level) - 1).hex()]
+        for level in range(size.bit_length())
+        if size >> level & 1
+    ]
+
+
+def _head_locked() -> LedgerHead:
+    head = LedgerHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:  # a new ledger; a concurrent first writer may win the insert, then we lock theirs
+        LedgerHead.objects.get_or_create(pk=1)
+        head = LedgerHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+def _tree_at(size: int) -> MerkleTree:
+    return MerkleTree(DbNodeStore(), size=size)
+
+
+def current_key_id() -> str:
+    """The id of the signing key in force (making the ledger's first key if it has none)."""
+    with transaction.atomic():
+        head = _head_locked()
+        key_id = _current_key_id(head)
+        head.save(update_fields=["key_id"])
+        return key_id
+
+
+def _current_key_id(head: LedgerHead) -> str:
+    """The key in force, as the locked head records it; a new ledger makes its first key here."""
+    if not head.key_id:
+        key = SigningKey.objects.filter(valid_until_index__isnull=True).first()
+        if key is None:
+            identifier, public = key_generate()
+            key = SigningKey.objects.create(
+                key_id=identifier, name=origin(), public_key=public, valid_from_index=head.size
+            )
+        head.key_id = key.key_id
+    return head.key_id
