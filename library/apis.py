@@ -179,6 +179,10 @@ class CueListCreateApi(generics.ListAPIView):
     def get_queryset(self):
         return cue_list_for_user(self.request.user).prefetch_related("moods", "instruments", "jobs")
 
+    @extend_schema(summary="List the cues you may see, filtered and paginated")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
         responses={201: CueOutputSerializer},
@@ -206,6 +210,10 @@ class CueListCreateApi(generics.ListAPIView):
 
 class CueDetailApi(generics.RetrieveAPIView):
     serializer_class = CueOutputSerializer
+
+    @extend_schema(summary="One cue with its analysis, artifacts and processing state")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     def get_object(self):
         return cue_get_for_user(self.request.user, self.kwargs["cue_id"])

@@ -150,7 +150,11 @@ class ProvenanceKeysApi(APIView):
 
 
 class ProvenanceSchemasApi(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="The record kinds, their predicate types and schemas")
+    @extend_schema(
+        operation_id="provenance_schemas_list",
+        responses=OpenApiTypes.OBJECT,
+        summary="The record kinds, their predicate types and schemas",
+    )
     def get(self, request):
         base = request.build_absolute_uri("/api/v1/provenance/schemas/")
         return Response(
