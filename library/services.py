@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
 from django.apps import apps as django_apps
@@ -374,22 +375,25 @@ def artifact_sweep_orphans(*, older_than: timedelta = ORPHAN_GRACE) -> int:
     whose worker died before it linked what it stored. The grace period covers work still in flight.
     """
     cutoff = timezone.now() - older_than
-    references = [
-        (field.model, field.attname)
-        for model in django_apps.get_models()
-        for field in model._meta.concrete_fields
-        if field.is_relation and field.related_model is Artifact
-    ]
+    unreferenced = Artifact.objects.filter(created_at__lt=cutoff)
+    for model in django_apps.get_models():
+        for field in model._meta.concrete_fields:
+            if field.is_relation and field.related_model is Artifact:
+                # NULLs must not reach NOT IN: one NULL there would make it match nothing at all.
+                used = model._default_manager.filter(**{f"{field.name}__isnull": False}).values(field.attname)
+                unreferenced = unreferenced.exclude(pk__in=used)
+    unreferenced.delete()
+
     removed = 0
-    for artifact in Artifact.objects.filter(created_at__lt=cutoff).iterator():
-        if not any(model._default_manager.filter(**{name: artifact.pk}).exists() for model, name in references):
-            artifact.delete()
-    for name in _stored_artifact_names():
-        sha256 = name.rsplit("/", 1)[-1]
-        if default_storage.get_modified_time(name) >= cutoff or Artifact.objects.filter(sha256=sha256).exists():
-            continue
-        default_storage.delete(name)
-        removed += 1
+    old_files = (name for name in _stored_artifact_names() if default_storage.get_modified_time(name) < cutoff)
+    while batch := list(islice(old_files, 500)):
+        known = set(
+            Artifact.objects.filter(pk__in=[name.rsplit("/", 1)[-1] for name in batch]).values_list("pk", flat=True)
+        )
+        for name in batch:
+            if name.rsplit("/", 1)[-1] not in known:
+                default_storage.delete(name)
+                removed += 1
     return removed
 
 

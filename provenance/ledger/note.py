@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -148,16 +149,28 @@ class Checkpoint:
         return cls(origin, int(size_text), root_hash, tuple(extensions))
 
 
-def sign_note(body: str, name: str, private_key: Ed25519PrivateKey) -> str:
+class NoteSigner(Protocol):
+    """What signs a note besides a raw key: an Ed25519 signer that can also tell its public key (a KMS or HSM)."""
+
+    public_key_bytes: bytes
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+def sign_note(body: str, name: str, signer: Ed25519PrivateKey | NoteSigner) -> str:
     """Sign ``body`` with an Ed25519 key named ``name`` and return the full signed note (C2SP signed-note, "Format").
 
     The result is the body, a blank line, and one signature line ``— <name> <base64(key ID || signature)>``; the
-    Ed25519 signature (RFC 8032) covers the UTF-8 bytes of the body including its final newline.
+    Ed25519 signature (RFC 8032) covers the UTF-8 bytes of the body including its final newline. ``signer`` is a
+    private key, or anything with ``sign(message)`` and ``public_key_bytes`` (such as dsse.Ed25519Signer).
     """
     _check_body(body, "note_malformed")
     _check_key_name(name, "note_malformed")
-    public_key = private_key.public_key().public_bytes_raw()
-    signature = private_key.sign(body.encode("utf-8"))
+    if isinstance(signer, Ed25519PrivateKey):
+        public_key = signer.public_key().public_bytes_raw()
+    else:
+        public_key = signer.public_key_bytes
+    signature = signer.sign(body.encode("utf-8"))
     return f"{body}\n{_EM_DASH} {name} {b64(note_key_id(name, public_key) + signature)}\n"
 
 

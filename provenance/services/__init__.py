@@ -13,7 +13,6 @@ from provenance.services.checkpoints import (
     checkpoint_latest,
     consistency_proof,
     inclusion_proof,
-    note_sign,
 )
 from provenance.services.prompts import prompt_commit, prompt_erase
 from provenance.services.rotation import key_as_ledger_key, key_rotate, keyring
@@ -34,7 +33,6 @@ __all__ = [
     "keyring",
     "ledger_append",
     "ledger_verify",
-    "note_sign",
     "origin",
     "origin_record",
     "outbox_drain",

@@ -7,14 +7,8 @@ from django.utils import timezone
 
 from provenance.errors import ProvenanceError
 from provenance.keys import signer_for
-from provenance.ledger import (
-    Checkpoint as NoteCheckpoint,
-)
-from provenance.ledger import (
-    MerkleTree,
-    b64,
-    note_key_id,
-)
+from provenance.ledger import Checkpoint as NoteCheckpoint
+from provenance.ledger import MerkleTree, sign_note
 from provenance.models import Checkpoint, LedgerHead
 from provenance.services.tree import DbNodeStore, _current_key_id, _frontier, _head_locked, _tree_at, origin
 
@@ -39,17 +33,10 @@ def checkpoint_create() -> Checkpoint:
         return Checkpoint.objects.create(
             size=head.size,
             root_hash=root.hex(),
-            note=note_sign(body, origin(), signer_for(key_id)),
+            note=sign_note(body, origin(), signer_for(key_id)),
             key_id=key_id,
             created_at=timezone.now(),
         )
-
-
-def note_sign(body: str, name: str, signer) -> str:
-    """A C2SP signed note made through the Signer interface (so a KMS signer can sign checkpoints too): the body,
-    a blank line, and ``— <name> <base64(key id || Ed25519 signature of the body)>``."""
-    signature = signer.sign(body.encode("utf-8"))
-    return f"{body}\n\u2014 {name} {b64(note_key_id(name, signer.public_key_bytes) + signature)}\n"
 
 
 def checkpoint_latest() -> Checkpoint:

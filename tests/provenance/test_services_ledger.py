@@ -15,6 +15,7 @@ from provenance.ledger import (
     leaf_hash,
     make_statement,
     sign_envelope,
+    sign_note,
     verify_bundle,
 )
 from provenance.models import Checkpoint, LedgerEntry, LedgerHead, MerkleNode, OutboxRecord, SigningKey
@@ -201,7 +202,7 @@ def test_a_checkpoint_from_a_forked_tree_is_found(ledger):
     body = NoteCheckpoint(services.origin(), 6, fork.root()).body()
     with triggers_off():
         Checkpoint.objects.filter(size=6).update(
-            note=services.note_sign(body, services.origin(), signer), root_hash=fork.root().hex()
+            note=sign_note(body, services.origin(), signer), root_hash=fork.root().hex()
         )
     report = failure()
     assert report.code == "checkpoint_root_mismatch" and report.index == 5
