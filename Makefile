@@ -58,6 +58,8 @@ integration:
 benchmarks: setup
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/ledger.py $(if $(TEST_DATABASE_URL),--postgres $(TEST_DATABASE_URL:/test=/postgres))
+	$(BIN)/python benchmarks/similarity.py
+	$(BIN)/python benchmarks/similarity_acoustic.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

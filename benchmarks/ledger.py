@@ -3,7 +3,10 @@
 For each database:
 - appends/s, one writer and eight writer processes: ledger_append (sign, hash, tree nodes, serialised on the head
   row, one transaction each) against a baseline of plain single-row inserts, one transaction each, into a table of
-  the same shape as the ledger's entries;
+  the same shape as the ledger's entries; and the outbox drain (200 a transaction) against plain inserts 200 a
+  transaction. The writers start and warm up before the clock runs, and the two sides alternate in rounds so that
+  both see the same load on a shared machine;
+- where a single append's time goes (µs): the work before the lock, a round trip, the commit's log flush, inserts;
 - verifying a 100,000-entry ledger from scratch (ledger_verify: every signature, leaf, node and checkpoint) against
   a baseline that only reads the rows and hashes each envelope.
 And, without a database: inclusion-proof size and time at 1M leaves, against recomputing the root from the leaves.
@@ -15,6 +18,8 @@ Targets (issue 3): appends >= 50% of the baseline; 100,000 entries verified in <
 """
 
 import argparse
+import hashlib
+import itertools
 import json
 import math
 import os
@@ -52,14 +57,11 @@ def main() -> None:
         print(f"{name}: appends ...", flush=True)
         env = setup_env(url, scratch / name)
         child(env, {"task": "migrate"})
-        one = child(env, {"task": "appends", "writer": 0, "count": args.appends})
-        plain_one = child(env, {"task": "plain", "writer": 0, "count": args.appends})
-        eight = concurrent(env, "appends", args.appends // 8)
-        plain_eight = concurrent(env, "plain", args.appends // 8)
+        one, plain_one = alternate(env, 1, ("appends", "plain"), args.appends)
+        eight, plain_eight = alternate(env, 8, ("appends", "plain"), args.appends)
         rows.append((f"{name}: appends/s, 1 writer", one, "plain inserts", plain_one, ">= 50% of baseline"))
         rows.append((f"{name}: appends/s, 8 writers", eight, "plain inserts", plain_eight, ">= 50% of baseline"))
-        batched = child(env, {"task": "drain", "count": args.appends})
-        plain_batched = child(env, {"task": "plain_batched", "writer": 9, "count": args.appends})
+        batched, plain_batched = alternate(env, 1, ("drain", "plain_batched"), args.appends)
         rows.append(
             (
                 f"{name}: appends/s, outbox drain (200 a transaction)",
@@ -69,6 +71,8 @@ def main() -> None:
                 ">= 50% of baseline",
             )
         )
+        for step, micros in child(env, {"task": "costs"}).items():
+            rows.append((f"{name}: {step} (µs)", micros, "-", "-", "-"))
         print(f"{name}: loading {args.entries:,} entries and verifying ...", flush=True)
         child(env, {"task": "load", "count": args.entries})
         verified = child(env, {"task": "verify"})
@@ -108,26 +112,60 @@ def child(env: dict, job: dict):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def concurrent(env: dict, task: str, each: int) -> float:
-    start = time.perf_counter()
+ROUNDS = 5
+_WRITERS = itertools.count(1)
+
+
+def alternate(env: dict, writers: int, tasks: tuple[str, str], count: int) -> tuple[float, float]:
+    """Rates of two tasks measured in alternating rounds, so that both see the same load on a shared machine.
+
+    ``writers`` processes start, connect and warm up first; then in each round all of them run the first task at
+    once, then all of them the second, and a task's time is from the moment the writers are told to start until the
+    last one is done. Interpreter start-up is outside the measurement, for both tasks alike."""
+    each = max(1, count // (writers * ROUNDS))
+    first_writer = next(_WRITERS) * 100  # distinct across runs: each writer inserts its own range of plain rows
     processes = [
         subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--worker",
-                json.dumps({"task": task, "writer": n + 1, "count": each, "quiet": True}),
-            ],
+            [sys.executable, __file__, "--worker", json.dumps({"task": "serve", "writer": first_writer + n})],
             env=env,
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        for n in range(8)
+        for n in range(writers)
     ]
+    elapsed = dict.fromkeys(tasks, 0.0)
+    try:
+        for process in processes:
+            _reply(process)
+        for _ in range(ROUNDS):
+            for task in tasks:
+                if task == "drain":  # the records are queued first, by their callers, outside the measurement
+                    _command(processes, "enqueue", each)
+                start = time.perf_counter()
+                _command(processes, task, each)
+                elapsed[task] += time.perf_counter() - start
+    finally:
+        for process in processes:
+            process.stdin.close()
+        if any(process.wait() != 0 for process in processes):
+            raise SystemExit(f"a writer of {tasks} failed")
+    total = writers * each * ROUNDS
+    return total / elapsed[tasks[0]], total / elapsed[tasks[1]]
+
+
+def _command(processes: list, task: str, count: int) -> None:
     for process in processes:
-        if process.wait() != 0:
-            raise SystemExit(f"a concurrent {task} writer failed")
-    return 8 * each / (time.perf_counter() - start)
+        process.stdin.write(json.dumps({"task": task, "count": count}) + "\n")
+        process.stdin.flush()
+    for process in processes:
+        _reply(process)
+
+
+def _reply(process) -> None:
+    if not process.stdout.readline():
+        raise SystemExit("a writer stopped before it was done")
 
 
 def run_worker(job: dict):
@@ -142,11 +180,21 @@ def run_worker(job: dict):
         blob, stamp = ("bytea", "timestamptz") if connection.vendor == "postgresql" else ("blob", "datetime")
         with connection.cursor() as cursor:
             cursor.execute(PLAIN_TABLE.format(blob=blob, time=stamp))
+            # For the cost breakdown only: a copy of the entries table with its look-up indexes.
+            if connection.vendor == "postgresql":
+                cursor.execute("CREATE TABLE bench_indexed (LIKE provenance_ledgerentry INCLUDING ALL)")
+            else:
+                cursor.execute(
+                    "SELECT sql FROM sqlite_master WHERE tbl_name = 'provenance_ledgerentry'"
+                    " AND type IN ('table', 'index') AND sql IS NOT NULL"
+                )
+                for (sql,) in cursor.fetchall():
+                    cursor.execute(sql.replace("provenance_ledgerentry", "bench_indexed"))
         return None
-    if job["task"] in ("appends", "plain", "plain_batched"):
-        return write(job)
-    if job["task"] == "drain":
-        return drain(job["count"])
+    if job["task"] == "serve":
+        return serve(job["writer"])
+    if job["task"] == "costs":
+        return costs()
     if job["task"] == "load":
         return load(job["count"])
     if job["task"] == "verify":
@@ -154,57 +202,175 @@ def run_worker(job: dict):
     raise SystemExit(f"unknown task {job}")
 
 
-def write(job: dict) -> float:
-    from django.db import connection, transaction
-    from django.utils import timezone
-
+def serve(writer: int) -> None:
+    """Run the tasks the parent sends, one a line, answering each when done; end when the parent closes stdin."""
+    from cueledger.celery import app
     from provenance import services
     from provenance.ledger import sign_envelope
 
-    predicate = {"decision": "cleared", "decided_by": "benchmark", "reason": "measured"}
-    if job["task"] == "appends":
-        services.ledger_append(kind="clearance", subjects=[("warm-up", "ab" * 32)], predicate=predicate)
-        start = time.perf_counter()
-        for n in range(job["count"]):
-            services.ledger_append(
-                kind="clearance",
-                subjects=[(f"w{job['writer']}-{n}", "ab" * 32)],
-                predicate={**predicate, "reason": f"{job['writer']}-{n}"},
-            )
-        return job["count"] / (time.perf_counter() - start)
+    app.conf.task_always_eager = False  # queued records stay queued (their messages go to the unread local broker)
+    counter = {"appends": 0, "plain": 0, "plain_batched": 0, "enqueue": 0, "drain": 0}
     envelope = sign_envelope(b"{}", services.signer_for(services.current_key_id()))
-    base = (job["writer"] + 1) * 10_000_000
-    per_transaction = 200 if job["task"] == "plain_batched" else 1
-    start = time.perf_counter()
-    for first in range(0, job["count"], per_transaction):
+    append(writer, "warm-up")
+    plain(writer * 100_000 + 99_999, envelope, 1, 1)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        task, count, first = job["task"], job["count"], counter[job["task"]]
+        counter[task] += count
+        if task == "appends":
+            for n in range(first, first + count):
+                append(writer, n)
+        elif task == "enqueue":
+            enqueue(writer, first, count)
+        elif task == "drain":
+            drain(count)
+        else:
+            plain(writer * 100_000 + first, envelope, count, 200 if task == "plain_batched" else 1)
+        print("done", flush=True)
+
+
+def append(writer: int, n) -> None:
+    from provenance import services
+
+    services.ledger_append(
+        kind="clearance",
+        subjects=[(f"w{writer}-{n}", "ab" * 32)],
+        predicate={"decision": "cleared", "decided_by": "benchmark", "reason": f"{writer}-{n}"},
+    )
+
+
+def plain(base: int, envelope: bytes, count: int, per_transaction: int) -> None:
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    for first in range(0, count, per_transaction):
         with transaction.atomic(), connection.cursor() as cursor:
-            for n in range(first, min(first + per_transaction, job["count"])):
+            for n in range(first, min(first + per_transaction, count)):
                 cursor.execute(
                     'INSERT INTO bench_plain ("index", leaf_hash, envelope, subject_digest, kind, key_id, created_at)'
                     " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     [base + n, "cd" * 32, envelope, "ab" * 32, "clearance", "ef" * 32, timezone.now()],
                 )
-    return job["count"] / (time.perf_counter() - start)
 
 
-def drain(count: int) -> float:
-    """How the product appends: records queued in their callers' transactions, then drained 200 a transaction."""
-    from cueledger.celery import app
+def enqueue(writer: int, first: int, count: int) -> None:
     from provenance import services
 
-    app.conf.task_always_eager = False  # leave the records queued (their messages go to the unread local broker)
-    for n in range(count):
+    for n in range(first, first + count):
         services.record_enqueue(
             kind="clearance",
-            subjects=[(f"queued-{n}", "ab" * 32)],
+            subjects=[(f"queued-{writer}-{n}", "ab" * 32)],
             predicate={"decision": "cleared", "decided_by": "benchmark", "reason": str(n)},
         )
-    start = time.perf_counter()
+
+
+def drain(count: int) -> None:
+    """How the product appends: records queued in their callers' transactions (enqueue), drained 200 a transaction."""
+    from provenance import services
+
     appended = services.outbox_drain()
-    elapsed = time.perf_counter() - start
     if appended != count:
         raise SystemExit(f"drained {appended} of {count} records")
-    return count / elapsed
+
+
+def costs(samples: int = 400) -> dict:
+    """Where a single writer's append goes, in µs each: the work before the lock, a bare round trip, the commit's
+    wait for the log flush (PostgreSQL; SQLite in WAL mode with synchronous=NORMAL does not flush per commit), a
+    plain insert's transaction, an append's writes and transaction alone, and a whole append."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from provenance import services
+    from provenance.ledger import pae, sign_envelope
+    from provenance.ledger.dsse import PAYLOAD_TYPE
+    from provenance.records import predicate_check
+    from provenance.services import appends
+
+    def each(step) -> float:
+        start = time.perf_counter()
+        for n in range(samples):
+            step(n)
+        return (time.perf_counter() - start) / samples * 1e6
+
+    predicate = {"decision": "cleared", "decided_by": "benchmark", "reason": "measured"}
+    signer = services.signer_for(services.current_key_id())
+    statement = appends._statement_check("clearance", [("costs", "ab" * 32)], predicate)
+    message = pae(PAYLOAD_TYPE, statement)
+    envelope = sign_envelope(statement, signer)
+    append("costs", "warm-up")
+    result = {
+        "predicate schema check": each(lambda n: predicate_check("clearance", predicate)),
+        "in-toto statement, RFC 8785": each(
+            lambda n: appends._statement_check("clearance", [(f"c-{n}", "ab" * 32)], predicate)
+        )
+        - each(lambda n: predicate_check("clearance", predicate)),
+        "Ed25519 signature": each(lambda n: signer.sign(message)),
+        "DSSE envelope with its signature": each(lambda n: sign_envelope(statement, signer)),
+    }
+
+    def round_trip(n) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+
+    def indexed(n) -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                'INSERT INTO bench_indexed ("index", leaf_hash, envelope, subject_digest, reference, kind, key_id,'
+                " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    n,
+                    hashlib.sha256(b"%d" % n).hexdigest(),
+                    envelope,
+                    "ab" * 32,
+                    "",
+                    "clearance",
+                    "ef" * 32,
+                    timezone.now(),
+                ],
+            )
+
+    def insert(n, flush=True) -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if not flush:
+                cursor.execute("SET LOCAL synchronous_commit TO off")
+            cursor.execute(
+                'INSERT INTO bench_plain ("index", leaf_hash, envelope, subject_digest, kind, key_id, created_at)'
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (800 if flush else 900) * 1_000_000 + n,
+                    "cd" * 32,
+                    envelope,
+                    "ab" * 32,
+                    "clearance",
+                    "ef" * 32,
+                    timezone.now(),
+                ],
+            )
+
+    result["round trip (SELECT 1)"] = each(round_trip)
+    result["plain insert, its transaction"] = each(insert)
+    if connection.vendor == "postgresql":
+        result["commit's wait for the WAL flush"] = result["plain insert, its transaction"] - each(
+            lambda n: insert(n, flush=False)
+        )
+    result["insert into a copy of the entries table, with its indexes"] = each(indexed)
+    signed = [appends._sign([("clearance", "ab" * 32, "", statement)], signer.key_id) for _ in range(samples)]
+
+    def writes(n) -> None:
+        # As a lone writer appends: on PostgreSQL on the head it wrote last, on SQLite reading it under the lock.
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                head = appends._LAST_HEAD[appends._database()]
+            else:
+                head = appends._head_read_locked()
+            if not appends._write(head, signer.key_id, signed[n]):
+                raise SystemExit("the head moved under a lone writer")
+
+    result["append: its writes and transaction"] = each(writes)
+    result["append: all of it (ledger_append)"] = each(lambda n: append("costs", n))
+    return {step: round(micros, 1) for step, micros in result.items()}
 
 
 def load(count: int) -> None:
@@ -258,7 +424,6 @@ def load(count: int) -> None:
 
 
 def verify() -> dict:
-    import hashlib
 
     from provenance import services
     from provenance.models import LedgerEntry

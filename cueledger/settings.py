@@ -118,6 +118,15 @@ CUELEDGER_SCRATCH_DIR = env_path("CUELEDGER_SCRATCH_DIR", VAR_DIR / "scratch")
 # --- The catalog -------------------------------------------------------------------------------------------------
 CUELEDGER_MAX_UPLOAD_BYTES = env_size("CUELEDGER_MAX_UPLOAD_BYTES", 5 * 1000**2)
 CUELEDGER_MAX_DURATION_SECONDS = env_int("CUELEDGER_MAX_DURATION_SECONDS", 20 * 60, minimum=1)
+# Reference recordings may be long and uncompressed: 20 minutes of 16-bit stereo WAV at 44.1 kHz are 212 MB.
+CUELEDGER_MAX_REFERENCE_AUDIO_BYTES = env_size("CUELEDGER_MAX_REFERENCE_AUDIO_BYTES", 250 * 1000**2)
+
+# --- Similarity checks -------------------------------------------------------------------------------------------
+# Index files of the reference corpus, one per detector and corpus digest; rebuilt from the database when missing.
+CUELEDGER_INDEX_DIR = env_path("CUELEDGER_INDEX_DIR", VAR_DIR / "indexes")
+# After reference works are added, cues are re-checked this many seconds later, so that a burst of imports costs one
+# re-check of the catalog instead of one per work.
+CUELEDGER_RECHECK_DELAY_SECONDS = env_int("CUELEDGER_RECHECK_DELAY_SECONDS", 30)
 
 # --- Provenance ----------------------------------------------------------------------------------------------------
 # Content Credentials (C2PA): the certificate chain (leaf first, PEM) and its private key that sign manifests, and

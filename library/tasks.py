@@ -6,6 +6,7 @@ from celery import Task, shared_task
 from celery.signals import worker_ready
 
 from library import services
+from library.services import similarity
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,47 @@ def render_cue_task(self, *, job_id: str) -> None:
         raise self.retry(countdown=busy.retry_after, max_retries=None) from None
 
 
+@shared_task(
+    base=JobTask,
+    bind=True,
+    name="library.similarity_check",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=services.TRANSIENT_ERRORS,
+    max_retries=5,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    # Building the indexes of a large corpus from scratch is the slow case (about two minutes at 100,000 works); a
+    # check itself takes a second or two. Below Redis's visibility timeout, so a stuck check is killed before the
+    # broker hands its message to a second worker.
+    soft_time_limit=480,
+    time_limit=540,
+)
+def similarity_check_task(self, *, job_id: str) -> None:
+    try:
+        similarity.cue_similarity_check(job_id=job_id)
+    except services.JobBusy as busy:
+        raise self.retry(countdown=busy.retry_after, max_retries=None) from None
+
+
+@shared_task(name="library.similarity_recheck", autoretry_for=services.TRANSIENT_ERRORS, retry_backoff=2)
+def similarity_recheck_task() -> None:
+    """Queue checks of the cues the corpus has grown past, a batch at a time, requeueing itself until none remain."""
+    queued, more = similarity.similarity_recheck()
+    log.info("queued %d similarity re-check(s)", queued)
+    if more:
+        similarity_recheck_task.delay()
+
+
 @worker_ready.connect
 def resume_unfinished_work(sender=None, **kwargs) -> None:
     """When a worker starts: enqueue jobs whose messages were lost, and remove files left by failed transactions."""
     count = services.job_resume_unfinished()
     if count:
         log.info("enqueued %d unfinished job(s) again", count)
+    # A re-check whose message was lost (the embedded broker forgets taken messages) is found again from the database.
+    similarity_recheck_task.delay()
+    similarity.scratch_sweep()
     removed = services.artifact_sweep_orphans()
     if removed:
         log.info("removed %d stored file(s) that no artifact row names", removed)

@@ -108,15 +108,63 @@ SCHEMAS: dict[str, dict] = {
     ),
     "similarity": _schema(
         "similarity",
-        "The result of checking a cue against the reference corpus.",
+        "The result of checking a cue against the reference corpus. The full evidence of each match stays in the "
+        "report; the record carries its SHA-256 (of the RFC 8785 form), against which the evidence shown later "
+        "can be checked.",
         {
+            "cue": _CUE,
+            "report_id": {"type": "string", "format": "uuid"},
             "verdict": {"enum": ["pass", "flag"]},
+            "trigger": {"enum": ["ingest", "references", "request"]},
             "engine_version": TEXT,
-            "corpus_version": {"type": "object"},
-            "thresholds": {"type": "object"},
-            "matches": {"type": "array", "items": {"type": "object"}},
+            "corpus_version": {
+                "type": "object",
+                "required": ["revision", "count", "digest"],
+                "properties": {
+                    "revision": {"type": "integer", "minimum": 0},
+                    "count": {"type": "integer", "minimum": 0},
+                    "digest": SHA256,
+                },
+                "additionalProperties": False,
+            },
+            "thresholds": {"type": "object", "additionalProperties": {"type": "number"}},
+            "detectors": {
+                "type": "object",
+                "description": "Whether each detector ran; if not, the code saying why",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["ran"],
+                    "properties": {"ran": {"type": "boolean"}, "code": {"type": "string", "maxLength": 100}},
+                    "additionalProperties": False,
+                },
+            },
+            "matches": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["reference_id", "reference_title", "detector", "score", "evidence_digest"],
+                    "properties": {
+                        "reference_id": {"type": "integer", "minimum": 1},
+                        "reference_title": TEXT,
+                        "detector": {"enum": ["acoustic", "symbolic"]},
+                        "score": {"type": "number"},
+                        "evidence_digest": SHA256,
+                    },
+                    "additionalProperties": False,
+                },
+            },
         },
-        ["verdict", "engine_version", "corpus_version", "thresholds", "matches"],
+        [
+            "cue",
+            "report_id",
+            "verdict",
+            "trigger",
+            "engine_version",
+            "corpus_version",
+            "thresholds",
+            "detectors",
+            "matches",
+        ],
     ),
     "clearance": _schema(
         "clearance",

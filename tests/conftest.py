@@ -16,12 +16,24 @@ def private_files(settings, tmp_path, dev_ca):
     """Every test stores artifacts, scratch files and signing keys in its own folders."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.CUELEDGER_SCRATCH_DIR = tmp_path / "scratch"
+    settings.CUELEDGER_INDEX_DIR = tmp_path / "indexes"
+    settings.CUELEDGER_RECHECK_DELAY_SECONDS = 0
     settings.CUELEDGER_KEY_DIR = tmp_path / "keys"
     settings.CUELEDGER_KEY_PASSPHRASE = "test passphrase, not a secret"
     settings.CUELEDGER_C2PA_TRUST_ANCHORS = dev_ca.ca_cert
     settings.CUELEDGER_C2PA_CERT_CHAIN = dev_ca.signing_chain
     settings.CUELEDGER_C2PA_KEY = dev_ca.signing_key
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def fresh_similarity_indexes():
+    """Each test starts like a new worker process: no corpus indexes in memory from another test's database."""
+    from library.services import similarity
+
+    similarity._loaded = None
+    yield
+    similarity._loaded = None
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,10 @@
 
 import io
 import itertools
+import random
 
 import mido
+import pretty_midi
 from rest_framework.test import APIClient
 
 from cueledger.roles import user_create
@@ -46,3 +48,52 @@ def notes(pitches, *, ticks: int = 480, program: int | None = None, channel: int
             mido.Message("note_off", note=pitch, velocity=0, channel=channel, time=ticks),
         ]
     return messages
+
+
+def tune(seed: int, *, bars: int = 8) -> list[tuple[float, float, int]]:
+    """A random-walk melody in 4/4 as (onset in beats, length in beats, MIDI pitch): leaps and steps, varied
+    rhythms, so that tunes of different seeds are unrelated and a tune is not a scale."""
+    rng = random.Random(seed)
+    rhythms = ((1.0,), (0.5, 0.5), (1.5, 0.5), (0.5, 0.25, 0.25), (2.0,), (0.75, 0.25))
+    pitch, melody, beat = 60 + rng.randrange(-5, 6), [], 0.0
+    while beat < bars * 4:
+        for length in rng.choice(rhythms):
+            if beat >= bars * 4:
+                break
+            pitch = min(84, max(48, pitch + rng.choice((-7, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 7, 0))))
+            melody.append((beat, length, pitch))
+            beat += length
+    return melody
+
+
+def tune_midi(
+    *parts: list[tuple[float, float, int]],
+    tempo_bpm: float = 100.0,
+    transpose: int = 0,
+    program: int = 73,
+    chords: bool = True,
+) -> bytes:
+    """Melodies played one after the other as one MIDI line (the first at beat 0), over held chords in a second
+    part, so that the melody is not the only thing in the file."""
+    beat = 60.0 / tempo_bpm
+    score = pretty_midi.PrettyMIDI(initial_tempo=tempo_bpm)
+    score.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+    melody = pretty_midi.Instrument(program=program, name="Melody")
+    harmony = pretty_midi.Instrument(program=48, name="Strings")
+    offset = 0.0
+    for part in parts:
+        start = part[0][0]
+        for onset, length, pitch in part:
+            at = (offset + onset - start) * beat
+            melody.notes.append(pretty_midi.Note(90, pitch + transpose, at, at + length * beat * 0.95))
+        offset += max(onset + length for onset, length, _ in part) - start
+    if chords:
+        for bar in range(int(offset // 4)):
+            root = 48 + (0, 5, 7, 3)[bar % 4]
+            for step in (0, 4, 7):
+                harmony.notes.append(pretty_midi.Note(60, root + step, bar * 4 * beat, (bar + 1) * 4 * beat))
+        score.instruments.append(harmony)
+    score.instruments.append(melody)
+    buffer = io.BytesIO()
+    score.write(buffer)
+    return buffer.getvalue()

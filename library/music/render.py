@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,41 +58,48 @@ def audio_render(score: pretty_midi.PrettyMIDI, out_dir: Path, *, progress: Prog
 
     ``progress`` is called with the share of frames done, about twenty times, the last time with 1.0.
     """
-    fluidsynth = _fluidsynth()
-    passes = _assign_channels(score.instruments)
-    total_frames = math.ceil((score.get_end_time() + TAIL_SECONDS) * SAMPLE_RATE)
-    synths = [_synth(fluidsynth, layout) for layout in passes]
-    events = sorted(_events(passes))
+    total_frames = audio_frames(score)
     paths = RenderedAudio(out_dir / "audio.flac", out_dir / "preview.ogg", out_dir / "peaks.json", total_frames)
     peaks = _Peaks(PEAKS_SAMPLES_PER_PIXEL)
     reporter = _Reporter(total_frames, progress)
-    try:
-        with (
-            soundfile.SoundFile(paths.flac, "w", SAMPLE_RATE, 2, format="FLAC", subtype="PCM_16") as flac,
-            soundfile.SoundFile(paths.preview, "w", SAMPLE_RATE, 2, format="OGG", subtype="VORBIS") as preview,
-        ):
-
-            def emit(frames: int) -> None:
-                for block in _mix(synths, frames):
-                    flac.write(block)
-                    preview.write(block)
-                    peaks.add(block)
-                    reporter.advance(len(block))
-
-            cursor = 0
-            for frame, _order, synth_index, action, args in events:
-                if frame > cursor:
-                    emit(frame - cursor)
-                    cursor = frame
-                getattr(synths[synth_index], action)(*args)
-            emit(total_frames - cursor)
-    finally:
-        for synth in synths:
-            synth.delete()
+    with (
+        soundfile.SoundFile(paths.flac, "w", SAMPLE_RATE, 2, format="FLAC", subtype="PCM_16") as flac,
+        soundfile.SoundFile(paths.preview, "w", SAMPLE_RATE, 2, format="OGG", subtype="VORBIS") as preview,
+    ):
+        for block in audio_blocks(score):
+            flac.write(block)
+            preview.write(block)
+            peaks.add(block)
+            reporter.advance(len(block))
     ogg_set_serial(paths.preview, OGG_SERIAL)
     reporter.finish()
     paths.peaks.write_text(json.dumps(peaks.document(SAMPLE_RATE), separators=(",", ":")))
     return paths
+
+
+def audio_frames(score: pretty_midi.PrettyMIDI) -> int:
+    """How many frames ``audio_blocks`` yields for ``score``: its length plus the tail."""
+    return math.ceil((score.get_end_time() + TAIL_SECONDS) * SAMPLE_RATE)
+
+
+def audio_blocks(score: pretty_midi.PrettyMIDI) -> Iterator[np.ndarray]:
+    """Synthesise ``score`` as (n, 2) int16 blocks at SAMPLE_RATE, at most BLOCK_FRAMES each, without keeping the
+    whole performance in memory. Used for files (``audio_render``) and for fingerprints that need no file."""
+    fluidsynth = _fluidsynth()
+    passes = _assign_channels(score.instruments)
+    total_frames = audio_frames(score)
+    synths = [_synth(fluidsynth, layout) for layout in passes]
+    try:
+        cursor = 0
+        for frame, _order, synth_index, action, args in sorted(_events(passes)):
+            if frame > cursor:
+                yield from _mix(synths, frame - cursor)
+                cursor = frame
+            getattr(synths[synth_index], action)(*args)
+        yield from _mix(synths, total_frames - cursor)
+    finally:
+        for synth in synths:
+            synth.delete()
 
 
 def _fluidsynth():

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from library.models import Cue
+from library.models import Cue, ReferenceWork
 
 
 def run(*args) -> list[str]:
@@ -42,8 +42,8 @@ def test_demo_creates_users_and_cues_once_and_reprints_the_same_credentials(db, 
     settings.VAR_DIR = tmp_path
     first = run("demo")
     second = run("demo")
-    assert first[1:] == second[1:]
-    assert Cue.objects.count() == 4
+    assert first[2:] == second[2:]  # the lines after "reference works" and "demo cues: N created"
+    assert Cue.objects.count() == 4 and ReferenceWork.objects.count() == 2
     saved = json.loads((tmp_path / "demo-credentials.json").read_text())
     assert set(saved) == {"supervisor", "legal", "producer", "admin"}
     assert (tmp_path / "demo-credentials.json").stat().st_mode & 0o777 == 0o600

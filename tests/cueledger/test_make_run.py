@@ -95,6 +95,23 @@ def test_make_run_serves_the_demo_from_an_empty_var_and_stops_on_ctrl_c(make_run
         return body["count"] == 4 and all(cue["status"] == "ready" for cue in body["results"])
 
     wait_for(demo_ready, 120, "the demo cues to render")
+    cues = {cue["title"]: cue["id"] for cue in json.loads(call(base, token, "/api/v1/cues/")[2])["results"]}
+
+    def verdicts():
+        found = {title: json.loads(call(base, token, f"/api/v1/cues/{i}/similarity/")[2]) for title, i in cues.items()}
+        return (
+            {title: body["verdict"] for title, body in found.items()}
+            if all(body["verdict"] for body in found.values())
+            else None
+        )
+
+    # One demo cue quotes a demo reference work in another key and tempo; the others are unrelated to both.
+    assert wait_for(verdicts, 120, "the demo cues' similarity checks") == {
+        "Letters Never Sent": "flag",
+        "Night Approach": "pass",
+        "Morning Lift": "pass",
+        "Chase Through the Market": "pass",
+    }
 
     body, content_type = multipart(
         {"title": "Uploaded at run time", "moods": "warm"}, "midi", "a.mid", midi_sketch(bars=4)

@@ -113,6 +113,8 @@ def start_worker(transactional_db, settings, tmp_path, clean_broker):
         DATABASE_URL=worker_database_url(),
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         CUELEDGER_SCRATCH_DIR=str(settings.CUELEDGER_SCRATCH_DIR),
+        CUELEDGER_INDEX_DIR=str(settings.CUELEDGER_INDEX_DIR),
+        CUELEDGER_RECHECK_DELAY_SECONDS="0",
         CUELEDGER_VAR_DIR=str(tmp_path / "var"),
         CUELEDGER_KEY_DIR=str(settings.CUELEDGER_KEY_DIR),
         CUELEDGER_KEY_PASSPHRASE=settings.CUELEDGER_KEY_PASSPHRASE,

@@ -44,7 +44,7 @@ def test_a_worker_killed_mid_render_is_replaced_and_the_cue_ends_ready_with_one_
     first = start_worker()
     producer = user_in_role("producer")
     cue = cue_ingest(created_by=producer, title="Ten minutes", midi=midi_sketch(bars=250, tempo_bpm=100, drums=True))
-    job = cue.jobs.get()
+    job = cue.jobs.get(kind="render")
 
     def mid_render():
         job.refresh_from_db()

@@ -34,7 +34,7 @@ def queued_cue(producer):
 
 
 def render_job(cue) -> ProcessingJob:
-    job = cue.jobs.get()
+    job = cue.jobs.get(kind="render")
     cue_render(job_id=job.pk)
     job.refresh_from_db()
     cue.refresh_from_db()
@@ -155,7 +155,7 @@ def test_unfinished_jobs_are_enqueued_again(producer, monkeypatch):
 
 
 def test_a_job_another_worker_holds_is_busy_not_run_twice(queued_cue):
-    job = queued_cue.jobs.get()
+    job = queued_cue.jobs.get(kind="render")
     assert job_claim(job.pk) == 1
     with pytest.raises(JobBusy):
         cue_render(job_id=job.pk)
@@ -164,7 +164,7 @@ def test_a_job_another_worker_holds_is_busy_not_run_twice(queued_cue):
 
 
 def test_a_job_that_keeps_killing_its_worker_is_failed_after_the_attempt_limit(queued_cue):
-    job = queued_cue.jobs.get()
+    job = queued_cue.jobs.get(kind="render")
     ProcessingJob.objects.filter(pk=job.pk).update(
         state=ProcessingJob.State.RUNNING, attempts=JOB_MAX_ATTEMPTS, updated_at=LONG_AGO()
     )
@@ -180,7 +180,7 @@ def test_an_attempt_that_lost_its_lease_does_not_overwrite_the_newer_one(queued_
     finishes rendering, it must not mark the job or the cue again."""
     from library import services
 
-    job = queued_cue.jobs.get()
+    job = queued_cue.jobs.get(kind="render")
     real_render = services.audio_render
 
     def stall_while_another_worker_takes_over(score, out_dir, progress=None):

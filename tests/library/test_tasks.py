@@ -11,7 +11,7 @@ from tests.factories import midi_sketch
 
 @pytest.fixture
 def job(producer):
-    return cue_ingest(created_by=producer, title="Task", midi=midi_sketch(bars=2)).jobs.get()
+    return cue_ingest(created_by=producer, title="Task", midi=midi_sketch(bars=2)).jobs.get(kind="render")
 
 
 def test_the_task_renders_the_job(job):

@@ -1,18 +1,21 @@
 """Demo set-up for `make run`: one user per role (credentials printed) and a few cues. Safe to run again."""
 
+import io
 import json
 import os
 import secrets
 
+import pretty_midi
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
-from cueledger.roles import PRODUCER, ROLES, user_create
+from cueledger.roles import LEGAL, PRODUCER, ROLES, user_create
 from library import services
-from library.models import Cue
+from library.models import Cue, ReferenceWork
 from library.music.sketch import Sketch, sketch_midi
+from library.services.references import ReferenceInput, reference_import
 
 DEMO_CUES = (
     (
@@ -52,6 +55,17 @@ DEMO_CUES = (
     ),
 )
 
+# Reference works for the similarity check, as melodies alone (the demo cues' accompaniments share their chord loops
+# with each other, as much library music does). The second is the melody of "Letters Never Sent" in another key and
+# tempo, so that the demo catalog shows a flagged cue with its evidence next to cues that pass.
+DEMO_REFERENCES = (
+    ("Harbour Lights (demo reference)", Sketch(tonic="F", mode="major", tempo_bpm=96, bars=16, seed=21)),
+    (
+        "An Older Waltz (demo reference)",
+        Sketch(tonic="C", mode="minor", tempo_bpm=100, bars=16, beats_per_bar=3, melody_program=40, seed=4),
+    ),
+)
+
 
 class Command(BaseCommand):
     help = "Create demo users for every role and a few demo cues; print the users' credentials."
@@ -59,6 +73,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         credentials = self._users()
         producer = get_user_model().objects.get(username=f"demo-{PRODUCER}")
+        if not ReferenceWork.objects.exists():
+            legal = get_user_model().objects.get(username=f"demo-{LEGAL}")
+            for title, sketch in DEMO_REFERENCES:
+                work = ReferenceInput(title=title, midi=_melody_only(sketch), source="generated for the demo")
+                reference_import(created_by=legal, work=work, recheck=False)
+        self.stdout.write(f"reference works: {ReferenceWork.objects.count()}")
         created = 0
         if not Cue.objects.filter(created_by=producer).exists():
             for title, description, moods, sketch in DEMO_CUES:
@@ -92,3 +112,11 @@ class Command(BaseCommand):
         with os.fdopen(fd, "w") as handle:
             json.dump(saved, handle, indent=2)
         return saved
+
+
+def _melody_only(sketch: Sketch) -> bytes:
+    score = pretty_midi.PrettyMIDI(io.BytesIO(sketch_midi(sketch)))
+    score.instruments = [part for part in score.instruments if part.name == "Melody"]
+    buffer = io.BytesIO()
+    score.write(buffer)
+    return buffer.getvalue()

@@ -210,9 +210,12 @@ def sequence_next(name: str) -> int:
 
 
 def job_enqueue(job_id) -> None:
-    from library.tasks import render_cue_task
+    """Send a job to the workers: the task is chosen by the job's kind."""
+    from library.tasks import render_cue_task, similarity_check_task
 
-    render_cue_task.delay(job_id=str(job_id))
+    kind = ProcessingJob.objects.filter(pk=job_id).values_list("kind", flat=True).first()
+    task = similarity_check_task if kind == ProcessingJob.Kind.SIMILARITY else render_cue_task
+    task.delay(job_id=str(job_id))
 
 
 class JobBusy(Exception):
@@ -277,6 +280,9 @@ def cue_render(*, job_id) -> None:
                 error="",
                 finished_at=timezone.now(),
             )
+            # The check reads the FLAC stored above; it runs as a job of its own so that a rendered cue is never
+            # lost to a failing check, and so that re-checks use the same path.
+            similarity_job_create(cue_id=cue.pk, trigger="ingest")
     except LibraryError as exc:
         job_fail(job_id=job.pk, error=f"{exc.code}: {exc.detail}", attempt=attempt)
     except MusicError as exc:
@@ -290,7 +296,19 @@ def cue_render(*, job_id) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def job_claim(job_id) -> int | None:
+def similarity_job_create(*, cue_id, trigger: str) -> ProcessingJob | None:
+    """Queue a similarity check of a cue, in the caller's transaction; sent to the workers after commit. None when
+    a check of the cue is already queued and has not started: that one will see the same corpus or a newer one."""
+    try:
+        with transaction.atomic():
+            job = ProcessingJob.objects.create(cue_id=cue_id, kind=ProcessingJob.Kind.SIMILARITY, reason=trigger)
+    except IntegrityError:  # one_queued_job_per_cue_and_kind: another caller queued it first
+        return None
+    transaction.on_commit(partial(job_enqueue, job.pk), robust=True)
+    return job
+
+
+def job_claim(job_id, *, stage: str = "rendering") -> int | None:
     """Take a job for this worker: returns the attempt number, or None when the job is finished or has failed too
     often. Raises JobBusy when another worker's lease on it is still fresh.
 
@@ -312,7 +330,7 @@ def job_claim(job_id) -> int | None:
             return None
         claimed = ProcessingJob.objects.filter(claimable, pk=job_id).update(
             state=ProcessingJob.State.RUNNING,
-            stage="rendering",
+            stage=stage,
             progress=0.0,
             attempts=F("attempts") + 1,
             started_at=now,
@@ -329,8 +347,8 @@ def _job_still_ours(job_id, attempt: int) -> bool:
 
 
 def job_fail(*, job_id, error: str, attempt: int | None = None) -> None:
-    """Record that a job gave up; its cue goes back to draft with the reason. With ``attempt``, only if that
-    attempt still holds the job; without, only if no worker holds a live lease on it."""
+    """Record that a job gave up; a cue whose render failed goes back to draft with the reason. With ``attempt``,
+    only if that attempt still holds the job; without, only if no worker holds a live lease on it."""
     with transaction.atomic():
         job = ProcessingJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.is_finished:
@@ -341,11 +359,14 @@ def job_fail(*, job_id, error: str, attempt: int | None = None) -> None:
         if attempt is None and leased:
             return
         _job_update(job.pk, state=ProcessingJob.State.FAILED, stage="failed", error=error, finished_at=timezone.now())
-        Cue.objects.filter(pk=job.cue_id).update(
-            status=Cue.Status.DRAFT,
-            processing_error=f"{job.get_kind_display()} failed: {error}",
-            updated_at=timezone.now(),
-        )
+        # A cue without audio is unusable; a rendered cue whose check failed keeps its audio and status, and the
+        # failed job (the API's `processing`) says why it has no report yet.
+        if job.kind == ProcessingJob.Kind.RENDER:
+            Cue.objects.filter(pk=job.cue_id).update(
+                status=Cue.Status.DRAFT,
+                processing_error=f"{job.get_kind_display()} failed: {error}",
+                updated_at=timezone.now(),
+            )
     log.warning("job %s on cue %s failed: %s", job_id, job.cue_id, error)
 
 
