@@ -20,48 +20,40 @@ class JobTask(Task):
             services.job_fail(job_id=job_id, error=f"internal_error: {type(exc).__name__}: {exc}")
 
 
-@shared_task(
-    base=JobTask,
-    bind=True,
-    name="library.render_cue",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=services.TRANSIENT_ERRORS,
-    max_retries=5,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    # A 20-minute cue renders in under a minute; a render still going after this is stuck, and the worker child
-    # is killed. The message comes back, and the job's attempt limit ends a loop of such kills.
-    time_limit=900,
-)
+# Job tasks are acknowledged when they end, so a dead worker's job comes back; they retry brief outages of the
+# database or storage, and wait out another worker's lease (JobBusy) for as long as it lasts.
+JOB_TASK_OPTIONS = {
+    "base": JobTask,
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": services.TRANSIENT_ERRORS,
+    "max_retries": 5,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+}
+
+
+def _run_job(task, service, job_id: str) -> None:
+    try:
+        service(job_id=job_id)
+    except services.JobBusy as busy:
+        raise task.retry(countdown=busy.retry_after, max_retries=None) from None
+
+
+# A 20-minute cue renders in under a minute; a render still going after this is stuck, and the worker child is
+# killed. The message comes back, and the job's attempt limit ends a loop of such kills.
+@shared_task(name="library.render_cue", time_limit=900, **JOB_TASK_OPTIONS)
 def render_cue_task(self, *, job_id: str) -> None:
-    try:
-        services.cue_render(job_id=job_id)
-    except services.JobBusy as busy:
-        raise self.retry(countdown=busy.retry_after, max_retries=None) from None
+    _run_job(self, services.cue_render, job_id)
 
 
-@shared_task(
-    base=JobTask,
-    bind=True,
-    name="library.similarity_check",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=services.TRANSIENT_ERRORS,
-    max_retries=5,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    # Building the indexes of a large corpus from scratch is the slow case (about two minutes at 100,000 works); a
-    # check itself takes a second or two. Below Redis's visibility timeout, so a stuck check is killed before the
-    # broker hands its message to a second worker.
-    soft_time_limit=480,
-    time_limit=540,
-)
+# Building the indexes of a large corpus from scratch is the slow case (about two minutes at 100,000 works); a check
+# itself takes a second or two. Below Redis's visibility timeout, so a stuck check is killed before the broker hands
+# its message to a second worker.
+@shared_task(name="library.similarity_check", soft_time_limit=480, time_limit=540, **JOB_TASK_OPTIONS)
 def similarity_check_task(self, *, job_id: str) -> None:
-    try:
-        similarity.cue_similarity_check(job_id=job_id)
-    except services.JobBusy as busy:
-        raise self.retry(countdown=busy.retry_after, max_retries=None) from None
+    _run_job(self, similarity.cue_similarity_check, job_id)
 
 
 @shared_task(name="library.similarity_recheck", autoretry_for=services.TRANSIENT_ERRORS, retry_backoff=2)

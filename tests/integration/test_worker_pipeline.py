@@ -71,6 +71,14 @@ def test_a_worker_killed_mid_render_is_replaced_and_the_cue_ends_ready_with_one_
     artifact_sweep_orphans(older_than=timedelta(0))
     assert Artifact.objects.count() == 6
     assert {p.name for p in media_files(private_files)} == set(Artifact.objects.values_list("sha256", flat=True))
+    # The similarity check that the render queued works on a copy of the FLAC in the scratch folder; once it is
+    # done, nothing of either job is left there.
+    wait_until(
+        lambda: cue.jobs.filter(kind="similarity", state=ProcessingJob.State.SUCCEEDED).exists(),
+        timeout=120,
+        what="the similarity check after the render",
+        logs=[second.log_path],
+    )
     assert not any(settings.CUELEDGER_SCRATCH_DIR.iterdir())
 
 
