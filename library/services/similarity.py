@@ -131,7 +131,8 @@ def _indexes_load_or_build(heartbeat) -> CorpusIndexes:
     indexes = {}
     for detector in DETECTORS:
         path = _index_path(detector, version.digest)
-        indexes[detector] = _index_load(detector, path) or _index_build(detector, path, ids, heartbeat)
+        index = _index_load(detector, path)  # an index of no works is falsy (len 0), so compare with None
+        indexes[detector] = index if index is not None else _index_build(detector, path, ids, heartbeat)
     _indexes_prune(version.digest)
     return CorpusIndexes(version, indexes, stamp)
 
@@ -309,7 +310,10 @@ def similarity_check(*, cue: Cue, trigger: str, job_id=None, attempt: int | None
     loaded = corpus_indexes(heartbeat=heartbeat)
     thresholds = thresholds_current()
     detectors, found = {}, {}
-    for detector, fingerprint in _cue_fingerprints(cue).items():
+    prints = _cue_fingerprints(cue)  # a second or two for a long cue: renew the lease before and after
+    if heartbeat:
+        heartbeat()
+    for detector, fingerprint in prints.items():
         if isinstance(fingerprint, FingerprintError):
             detectors[detector] = {"ran": False, "code": fingerprint.code, "detail": fingerprint.detail}
             continue
