@@ -234,7 +234,12 @@ def thresholds_current() -> dict:
 
 def similarity_calibrate(*, target_fpr: float = 1e-3, created_by: str = "", progress=None) -> list:
     """Measure each detector's scores on unrelated pairs of the corpus (every work queried against all the others)
-    and store the threshold that keeps the false-positive rate per pair at or below ``target_fpr``."""
+    and store the threshold that keeps the false-positive rate per pair at or below ``target_fpr``.
+
+    A pair whose match covers at least half of both works is the same work twice (two arrangements of one tune, a
+    recording imported twice), not an unrelated pair: such pairs are set aside and counted, and the distribution
+    names them, so that legal can merge or remove the duplicates.
+    """
     loaded = corpus_indexes()
     count = loaded.version.count
     if count < 2:
@@ -247,18 +252,28 @@ def similarity_calibrate(*, target_fpr: float = 1e-3, created_by: str = "", prog
         ids = index.reference_ids()
         if len(ids) < 2:
             continue
-        scores = []
+        scores, same_work = [], []
         for done, reference_id in enumerate(ids, start=1):
-            matches = index.query(index.fingerprint(reference_id), limit=CALIBRATION_LIMIT, exclude=reference_id)
-            scores.extend(match.score for match in matches)
+            fingerprint = index.fingerprint(reference_id)
+            for match in index.query(fingerprint, limit=CALIBRATION_LIMIT, exclude=reference_id):
+                if _covers_half_of_both(detector, match, fingerprint, index):
+                    same_work.append((reference_id, match.reference_id))
+                else:
+                    scores.append(match.score)
             if progress:
                 progress(detector, done, len(ids))
+        pairs = len(ids) * (len(ids) - 1) - len(same_work)
+        if pairs < 1:  # every work is another's duplicate: nothing unrelated to measure
+            continue
         result = threshold_for_fpr(
             scores,
-            pairs=len(ids) * (len(ids) - 1),
+            pairs=pairs,
             target_fpr=target_fpr,
             fallback=ENGINES[detector].DEFAULT_THRESHOLD,
         )
+        result.distribution["same_work_pairs"] = len(same_work)
+        unordered = sorted({tuple(sorted(pair)) for pair in same_work})
+        result.distribution["same_work_examples"] = [list(pair) for pair in unordered[:20]]
         calibrations.append(
             SimilarityCalibration.objects.create(
                 detector=detector,
@@ -279,6 +294,14 @@ def similarity_calibrate(*, target_fpr: float = 1e-3, created_by: str = "", prog
             "corpus_too_small", "No detector has fingerprints of two works yet; import more reference works."
         )
     return calibrations
+
+
+def _covers_half_of_both(detector: str, match, query, index) -> bool:
+    if detector == "symbolic":  # counted in notes of the whole works, not of the one line pair that matched
+        larger = max(query.note_count, index.fingerprint(match.reference_id).note_count)
+        return match.matched_notes >= 0.5 * larger
+    longer = max(query.duration_seconds, index.fingerprint(match.reference_id).duration_seconds)
+    return match.matched_seconds >= 0.5 * longer
 
 
 # --- The check ----------------------------------------------------------------------------------------------------

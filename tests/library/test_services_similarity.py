@@ -8,7 +8,7 @@ import pytest
 
 from library.errors import LibraryError
 from library.fingerprints import symbolic as symbolic_engine
-from library.models import ProcessingJob, SimilarityAlert, SimilarityCalibration, SimilarityReport
+from library.models import ProcessingJob, ReferenceWork, SimilarityAlert, SimilarityCalibration, SimilarityReport
 from library.services import cue_ingest, cue_render, similarity_job_create
 from library.services import similarity as similarity_services
 from library.services.references import ReferenceInput, reference_import
@@ -257,3 +257,18 @@ def test_calibration_stores_a_threshold_per_detector_that_checks_then_use(corpus
     current = thresholds_current()
     for calibration in SimilarityCalibration.objects.all():
         assert current[calibration.detector] == {"value": calibration.threshold, "calibration_id": calibration.pk}
+
+
+def test_calibration_sets_aside_the_same_work_imported_twice(legal, corpus):
+    reference(legal, 2, "Reference 2, imported again")
+
+    calibrations = similarity_calibrate(target_fpr=1e-3)
+
+    for calibration in calibrations:
+        # 5 works make 20 ordered pairs; the two works that are one are not an unrelated pair, either way round.
+        assert calibration.pairs == 18
+        assert calibration.distribution["same_work_pairs"] == 2
+        ids = sorted(w.pk for w in corpus if w.title == "Reference 2") + [
+            max(w.pk for w in ReferenceWork.objects.all())
+        ]
+        assert calibration.distribution["same_work_examples"] == [ids]

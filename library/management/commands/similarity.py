@@ -44,6 +44,12 @@ class Command(BaseCommand):
                 f"{calibration.pairs:,} unrelated pairs, measured FPR {calibration.measured_fpr:.2e}; "
                 f"highest unrelated scores {', '.join(f'{s:.3f}' for s in top) or 'none'}"
             )
+            if calibration.distribution.get("same_work_pairs"):
+                examples = ", ".join(f"#{a} and #{b}" for a, b in calibration.distribution["same_work_examples"][:5])
+                self.stdout.write(
+                    f"  {calibration.distribution['same_work_pairs']} pair(s) set aside as the same work twice, "
+                    f"e.g. {examples}: merge or remove such duplicates"
+                )
 
     def _check(self, *, cue, **options):
         found = _cue(cue)
