@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.table import print_aligned  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -169,12 +171,7 @@ def connection_vendor() -> str:
 
 def print_table(rows) -> None:
     header = ("measure", "Cueledger", "baseline", "baseline value", "target")
-    lines = [header] + [(m, f"{o:.1f}", b, "-" if v is None else f"{v:.1f}", t) for m, o, b, v, t in rows]
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    for number, line in enumerate(lines):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
+    print_aligned(header, [(m, f"{o:.1f}", b, "-" if v is None else f"{v:.1f}", t) for m, o, b, v, t in rows])
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.table import print_aligned  # noqa: E402
+
 PLAIN_TABLE = """CREATE TABLE bench_plain ("index" bigint PRIMARY KEY, leaf_hash varchar(64) NOT NULL,
   envelope {blob} NOT NULL, subject_digest varchar(64) NOT NULL, kind varchar(20) NOT NULL,
   key_id varchar(64) NOT NULL, created_at {time} NOT NULL)"""
@@ -480,13 +482,8 @@ def print_table(rows) -> None:
         return f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
 
     header = ("measure", "Cueledger", "baseline", "baseline value", "target")
-    lines = [header] + [(m, cell(o), b, cell(v), t) for m, o, b, v, t in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     print()
-    for number, line in enumerate(lines):
-        print("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)))
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
+    print_aligned(header, [(m, cell(o), b, cell(v), t) for m, o, b, v, t in rows])
 
 
 if __name__ == "__main__":

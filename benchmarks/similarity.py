@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 import pretty_midi  # noqa: E402
 
+from benchmarks.table import print_aligned  # noqa: E402
 from library.fingerprints import FingerprintError  # noqa: E402
 from library.fingerprints.symbolic import (  # noqa: E402
     DEFAULT_THRESHOLD,
@@ -610,13 +611,7 @@ def brute_force_ms(index: SymbolicIndex, queries, sample: int = 150) -> float:
 
 
 def print_table(rows) -> None:
-    header = ("measure", "Cueledger", "baseline (brute force)", "target")
-    lines = [header] + [tuple(str(cell) for cell in row) for row in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for number, line in enumerate(lines):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
+    print_aligned(("measure", "Cueledger", "baseline (brute force)", "target"), rows)
 
 
 if __name__ == "__main__":

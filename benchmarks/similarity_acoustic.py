@@ -46,6 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.table import print_aligned  # noqa: E402
 from library.fingerprints import FingerprintError  # noqa: E402
 from library.fingerprints.acoustic import (  # noqa: E402
     DEFAULT_THRESHOLD,
@@ -547,13 +548,7 @@ def fmt(value) -> str:
 
 
 def print_table(rows) -> None:
-    header = ("measure", "Cueledger", "baseline", "target")
-    lines = [header] + [(m, fmt(o), fmt(b), t) for m, o, b, t in rows]
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    for number, line in enumerate(lines):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
+    print_aligned(("measure", "Cueledger", "baseline", "target"), [(m, fmt(o), fmt(b), t) for m, o, b, t in rows])
 
 
 if __name__ == "__main__":

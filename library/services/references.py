@@ -29,9 +29,7 @@ from library.music import MusicError
 from library.music.midi import midi_read
 from library.music.render import SAMPLE_RATE, audio_blocks
 from library.services import MIDI, artifact_put
-
-# Temporary copies of uploads live in the scratch folder under this prefix; workers sweep those left by a kill.
-SCRATCH_PREFIX = "similarity-"
+from library.services.similarity import SCRATCH_PREFIX  # workers sweep such copies left by a kill
 
 # What libsndfile calls the containers it reads, and the media type each is stored under.
 AUDIO_MEDIA_TYPES = {"WAV": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "audio/mpeg"}

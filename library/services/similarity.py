@@ -14,11 +14,13 @@ import os
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import rfc8785
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
@@ -61,6 +63,7 @@ CALIBRATION_LIMIT = 50
 RECHECK_BATCH = 200
 INDEX_BUILD_CHUNK = 500
 INDEX_GRACE_SECONDS = 3600
+# Temporary audio copies of checks and imports live in the scratch folder under this prefix (see scratch_sweep).
 SCRATCH_PREFIX = "similarity-"
 
 
@@ -101,8 +104,7 @@ def _corpus_stamp() -> tuple:
 def corpus_version() -> CorpusVersion:
     """The corpus version as it is now, for display; without locks, so a concurrent import may be half counted.
     Checks use the version their indexes were built from (corpus_indexes), which is exact."""
-    rows = list(ReferenceWork.objects.order_by("pk").values_list("pk", "fingerprint_digest"))
-    return CorpusVersion(corpus_revision(), len(rows), _digest(rows))
+    return _works_version(corpus_revision())[0]
 
 
 def corpus_indexes(*, heartbeat=None) -> CorpusIndexes:
@@ -125,9 +127,7 @@ def _indexes_load_or_build(heartbeat) -> CorpusIndexes:
     # Works are never changed or deleted, so the fingerprints of the listed ones can be read after the lock is gone.
     with transaction.atomic():
         stamp = _corpus_locked()
-        rows = list(ReferenceWork.objects.order_by("pk").values_list("pk", "fingerprint_digest"))
-    version = CorpusVersion(stamp[0], len(rows), _digest(rows))
-    ids = [pk for pk, _ in rows]
+        version, ids = _works_version(stamp[0])
     indexes = {}
     for detector in DETECTORS:
         path = _index_path(detector, version.digest)
@@ -143,11 +143,14 @@ def _corpus_locked() -> tuple:
     return corpus.revision, corpus.updated_at
 
 
-def _digest(rows) -> str:
-    digest = hashlib.sha256()
-    for pk, fingerprint_digest in rows:
+def _works_version(revision: int) -> tuple[CorpusVersion, list[int]]:
+    """The version of the works as they stand (count, and a digest over each id and fingerprint digest), and their
+    ids in order."""
+    digest, ids = hashlib.sha256(), []
+    for pk, fingerprint_digest in ReferenceWork.objects.order_by("pk").values_list("pk", "fingerprint_digest"):
         digest.update(f"{pk}:{fingerprint_digest}\n".encode())
-    return digest.hexdigest()
+        ids.append(pk)
+    return CorpusVersion(revision, len(ids), digest.hexdigest()), ids
 
 
 def _index_path(detector: str, digest: str) -> Path:
@@ -415,15 +418,8 @@ def _cue_fingerprints(cue: Cue) -> dict:
     if cue.audio_id is None:
         prints["acoustic"] = FingerprintError("audio_missing", "The cue has no rendered audio yet.")
     else:
-        Path(settings.CUELEDGER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=settings.CUELEDGER_SCRATCH_DIR, prefix=SCRATCH_PREFIX, suffix=".flac"
-        ) as copy:
-            with artifact_open(cue.audio) as stored:
-                while chunk := stored.read(1 << 20):
-                    copy.write(chunk)
-            copy.flush()
-            prints["acoustic"] = _or_error(acoustic_engine.acoustic_fingerprint_file, Path(copy.name))
+        with _local_file(cue.audio) as flac:
+            prints["acoustic"] = _or_error(acoustic_engine.acoustic_fingerprint_file, flac)
     with artifact_open(cue.midi) as handle:
         midi = handle.read()
     try:
@@ -432,6 +428,25 @@ def _cue_fingerprints(cue: Cue) -> dict:
         raise LibraryError(exc.code, exc.detail) from None
     prints["symbolic"] = _or_error(symbolic_engine.symbolic_fingerprint, score)
     return prints
+
+
+@contextmanager
+def _local_file(artifact):
+    """A path the decoder can open: the stored file itself on local storage, else a scratch copy of it."""
+    try:
+        local = Path(default_storage.path(artifact.storage_name))
+    except NotImplementedError:  # remote storage has no local path
+        local = None
+    if local is not None:
+        yield local
+        return
+    Path(settings.CUELEDGER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=settings.CUELEDGER_SCRATCH_DIR, prefix=SCRATCH_PREFIX) as copy:
+        with artifact_open(artifact) as stored:
+            while chunk := stored.read(1 << 20):
+                copy.write(chunk)
+        copy.flush()
+        yield Path(copy.name)
 
 
 def _or_error(make, argument):
