@@ -48,7 +48,7 @@ unit:
 integration:
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		DATABASE_URL="$$TEST_DATABASE_URL" CELERY_BROKER_URL="$$TEST_BROKER_URL" \
-			$(BIN)/pytest tests/integration tests/library tests/provenance tests/cueledger/test_commands.py; \
+			$(BIN)/pytest tests/integration tests/library tests/provenance tests/generation tests/cueledger/test_commands.py; \
 	elif [ -n "$$CUELEDGER_REQUIRE_INTEGRATION" ]; then \
 		echo "CUELEDGER_REQUIRE_INTEGRATION is set but TEST_DATABASE_URL is not"; exit 1; \
 	else \
@@ -60,6 +60,7 @@ benchmarks: setup
 	$(BIN)/python benchmarks/ledger.py $(if $(TEST_DATABASE_URL),--postgres $(TEST_DATABASE_URL:/test=/postgres))
 	$(BIN)/python benchmarks/similarity.py
 	$(BIN)/python benchmarks/similarity_acoustic.py
+	$(BIN)/python benchmarks/generation.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -3,7 +3,8 @@ from django.http import JsonResponse
 
 # Room for multipart framing and the text fields around the largest file an upload may carry.
 MULTIPART_ALLOWANCE = 1 << 20
-REFERENCE_UPLOADS = "/api/v1/reference-works/"
+# Endpoints that take a recording beside a MIDI file.
+AUDIO_UPLOADS = ("/api/v1/reference-works/", "/api/v1/imports/")
 
 
 class RequestSizeLimitMiddleware:
@@ -25,7 +26,7 @@ class RequestSizeLimitMiddleware:
         except ValueError:
             return _error("malformed_request", f"Content-Length {raw!r} is not a number.", 400)
         limit = settings.CUELEDGER_MAX_UPLOAD_BYTES
-        if request.path.startswith(REFERENCE_UPLOADS):  # a MIDI file and a recording
+        if request.path.startswith(AUDIO_UPLOADS):  # a MIDI file and a recording
             limit += settings.CUELEDGER_MAX_REFERENCE_AUDIO_BYTES
         if length > limit + MULTIPART_ALLOWANCE:
             return _error("file_too_large", f"The request is {length:,} bytes; uploads are limited to {limit:,}.", 400)

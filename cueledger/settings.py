@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "cueledger",
     "provenance",
     "library",
+    "generation",
 ]
 
 MIDDLEWARE = [
@@ -180,6 +181,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Background jobs of every kind share one set of states.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStateEnum": "library.models.ProcessingJob.State",
+        "CueStatusEnum": "library.models.Cue.Status",
+    },
 }
 
 # --- Background work -----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/me/", MeApi.as_view(), name="me"),
     path("api/v1/", include("library.urls")),
     path("api/v1/", include("provenance.urls")),
+    path("api/v1/", include("generation.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

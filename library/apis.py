@@ -49,7 +49,12 @@ class PitchRangeSerializer(serializers.Serializer):
 
 class AnalysisSerializer(serializers.Serializer):
     duration_seconds = serializers.FloatField()
-    tempo_bpm = serializers.FloatField(help_text="The tempo in force for the longest time")
+    tempo_bpm = serializers.FloatField(
+        allow_null=True, help_text="The tempo in force for the longest time; null for a recording without MIDI"
+    )
+    analysed_from = serializers.CharField(
+        source="analysis_detail.analysed_from", default="midi", help_text="midi, or audio for a recording alone"
+    )
     tempo_map = TempoChangeSerializer(many=True, source="analysis_detail.tempo_map")
     time_signatures = serializers.ListField(child=serializers.CharField(), source="analysis_detail.time_signatures")
     key = serializers.CharField(allow_null=True, help_text='e.g. "A minor"; null when no key can be told')
@@ -82,7 +87,8 @@ class ProcessingSerializer(serializers.ModelSerializer):
 
 
 class CueArtifactsSerializer(serializers.Serializer):
-    midi = serializers.SerializerMethodField()
+    midi = serializers.SerializerMethodField(help_text="null for a cue imported as a recording alone")
+    source_audio = serializers.SerializerMethodField(help_text="The recording as uploaded, for imported recordings")
     audio = serializers.SerializerMethodField(help_text="FLAC, 44.1 kHz 16-bit stereo")
     preview = serializers.SerializerMethodField(help_text="Ogg Vorbis")
     waveform = serializers.SerializerMethodField(help_text="Peaks in the audiowaveform JSON format, version 2")
@@ -100,9 +106,13 @@ class CueArtifactsSerializer(serializers.Serializer):
             "url": self.context["request"].build_absolute_uri(url),
         }
 
-    @extend_schema_field(ArtifactSerializer)
+    @extend_schema_field(ArtifactSerializer(allow_null=True))
     def get_midi(self, cue):
         return self._ref(cue.midi, "cue-midi", cue)
+
+    @extend_schema_field(ArtifactSerializer(allow_null=True))
+    def get_source_audio(self, cue):
+        return self._ref(cue.source_audio, "cue-audio", cue, "?format=source")
 
     @extend_schema_field(ArtifactSerializer(allow_null=True))
     def get_audio(self, cue):
@@ -125,8 +135,30 @@ class CueArtifactsSerializer(serializers.Serializer):
         return self._ref(cue.preview_credentials, "cue-credentials", cue, "?for=preview")
 
 
+class CueVersionOfSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    code = serializers.CharField()
+    title = serializers.CharField()
+
+
+class LicenceConstraintsSerializer(serializers.Serializer):
+    training_licences = serializers.ListField(
+        child=serializers.CharField(), help_text="SPDX identifiers or LicenseRef-... of the model's training data"
+    )
+    commercial_use = serializers.BooleanField(
+        allow_null=True, help_text="Whether every training collection allows commercial use; null when unknown"
+    )
+    generator_version = serializers.CharField(help_text="The model whose training data these constraints come from")
+
+
 class CueOutputSerializer(serializers.ModelSerializer):
     code = serializers.CharField(read_only=True)
+    parent = CueVersionOfSerializer(
+        read_only=True, allow_null=True, help_text="The cue this one is a version of (a cut-down, an alternate mix)"
+    )
+    licence_constraints = serializers.SerializerMethodField(
+        help_text="For generated cues: what the licences of the model's training data allow; null for imports"
+    )
     moods = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     analysis = AnalysisSerializer(source="*", read_only=True)
@@ -143,6 +175,9 @@ class CueOutputSerializer(serializers.ModelSerializer):
             "moods",
             "status",
             "source",
+            "parent",
+            "version_label",
+            "licence_constraints",
             "created_by",
             "created_at",
             "updated_at",
@@ -151,6 +186,10 @@ class CueOutputSerializer(serializers.ModelSerializer):
             "artifacts",
             "processing",
         ]
+
+    @extend_schema_field(LicenceConstraintsSerializer(allow_null=True))
+    def get_licence_constraints(self, cue):
+        return cue.licence_constraints or None
 
     @extend_schema_field(ProcessingSerializer(allow_null=True))
     def get_processing(self, cue):
@@ -235,11 +274,15 @@ class CueMidiApi(APIView):
     @extend_schema(responses={(200, "audio/midi"): OpenApiTypes.BINARY}, summary="Download the cue's MIDI")
     def get(self, request, cue_id):
         cue = cue_get_for_user(request.user, cue_id)
+        if cue.midi is None:
+            raise LibraryError(
+                "midi_missing", f"{cue.code} was imported as a recording, without MIDI.", http_status=404
+            )
         return _download(cue.midi, f"{cue.code}.mid")
 
 
 class CueAudioApi(APIView):
-    _FORMATS = {"flac": ("audio", "flac"), "preview": ("preview", "ogg")}
+    _FORMATS = {"flac": ("audio", "flac"), "preview": ("preview", "ogg"), "source": ("source_audio", "source")}
 
     @extend_schema(
         parameters=[
@@ -248,7 +291,8 @@ class CueAudioApi(APIView):
                 str,
                 enum=list(_FORMATS),
                 default="flac",
-                description="flac: lossless master; preview: Ogg Vorbis for listening",
+                description="flac: lossless master; preview: Ogg Vorbis for listening; source: the recording "
+                "as uploaded (imported recordings only)",
             )
         ],
         responses={(200, "audio/flac"): OpenApiTypes.BINARY, (200, "audio/ogg"): OpenApiTypes.BINARY},
@@ -297,6 +341,8 @@ def _download_variant(request, cue_id, *, parameter: str, variants: dict, defaul
 
 def _rendered(cue: Cue, field: str) -> Artifact:
     artifact = getattr(cue, field)
+    if artifact is None and field == "source_audio":
+        raise LibraryError("source_audio_missing", f"{cue.code} was not uploaded as a recording.", http_status=404)
     if artifact is None:
         state = "rendering failed; see processing_error" if cue.status == Cue.Status.DRAFT else "still rendering"
         raise LibraryError("audio_not_ready", f"{cue.code} has no rendered audio yet ({state}).", http_status=409)

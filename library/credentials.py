@@ -28,10 +28,10 @@ TRAINING_AND_MINING = {
 class SignedFiles:
     flac: Path
     preview_manifest: bytes
-    midi_manifest: bytes
+    midi_manifest: bytes | None  # None for a cue without MIDI
 
 
-def cue_credentials_make(cue: Cue, *, flac: Path, preview: Path, midi: Path, out_dir: Path) -> SignedFiles:
+def cue_credentials_make(cue: Cue, *, flac: Path, preview: Path, midi: Path | None, out_dir: Path) -> SignedFiles:
     """Sign the cue's rendered files. Needs the cue's ingest or generation record appended to the ledger first (it
     drains the outbox to make sure) and the signing identity configured (CUELEDGER_C2PA_CERT_CHAIN and _KEY)."""
     provenance_services.outbox_drain()
@@ -47,12 +47,17 @@ def cue_credentials_make(cue: Cue, *, flac: Path, preview: Path, midi: Path, out
             "set CUELEDGER_C2PA_CERT_CHAIN and CUELEDGER_C2PA_KEY.",
         ) from None
 
+    generator = provenance_services.generator_of(cue.provenance_reference)
+    model = None
+    if generator is not None:  # the model is the ingredient of a generated cue's "created" action
+        model = {"name": generator["name"], "version": generator["version"], "digest": generator["weights_digest"]}
+
     def spec(media_type: str) -> c2pa.CredentialSpec:
         return c2pa.CredentialSpec(
             title=f"{cue.code} {cue.title}",
             media_type=media_type,
             generated=cue.source == Cue.Source.GENERATED,
-            model=None,
+            model=model,
             training_mining=TRAINING_AND_MINING,
             ledger=ledger,
         )
@@ -62,5 +67,5 @@ def cue_credentials_make(cue: Cue, *, flac: Path, preview: Path, midi: Path, out
     return SignedFiles(
         flac=signed_flac,
         preview_manifest=c2pa.sidecar(preview, spec("audio/ogg"), identity),
-        midi_manifest=c2pa.sidecar(midi, spec("audio/midi"), identity),
+        midi_manifest=c2pa.sidecar(midi, spec("audio/midi"), identity) if midi is not None else None,
     )

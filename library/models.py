@@ -57,8 +57,18 @@ class Cue(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     processing_error = models.TextField(blank=True)
+    # A version of another cue (a cut-down, an alternate mix): its own artifacts and records, linked to the parent.
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, related_name="versions", null=True, blank=True, editable=False
+    )
+    version_label = models.CharField(max_length=60, blank=True, help_text='e.g. "30 s cut-down", "no percussion"')
+    # What the licences of the generating model's training data allow: what the release gate reads.
+    licence_constraints = models.JSONField(default=dict, blank=True)
 
-    midi = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+")
+    # An imported cue may come as MIDI, as a recording (``source_audio``, kept as uploaded), or both; a generated cue
+    # always has MIDI. ``audio`` is the FLAC master: rendered from the MIDI, or transcoded from the recording.
+    midi = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    source_audio = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     audio = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     preview = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     waveform = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
@@ -68,13 +78,18 @@ class Cue(models.Model):
 
     # The analysis: what search filters on is in columns, the rest in `analysis_detail`; instruments are rows.
     duration_seconds = models.FloatField(db_index=True)
-    tempo_bpm = models.FloatField(db_index=True)
+    tempo_bpm = models.FloatField(db_index=True, null=True, blank=True, help_text="Unknown for a recording alone")
     key = models.CharField(max_length=12, blank=True, db_index=True)
     mode = models.CharField(max_length=5, blank=True)
     analysis_detail = models.JSONField(default=dict)
 
     class Meta:
         ordering = ["-created_at", "-number"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(midi__isnull=False) | models.Q(source_audio__isnull=False), name="cue_has_a_file"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code} {self.title}"

@@ -16,7 +16,15 @@ def cue_list_for_user(user) -> QuerySet[Cue]:
     """Legal and admin see every cue, producers their own, supervisors those in states meant for them."""
     roles = user_roles(user)
     cues = Cue.objects.select_related(
-        "created_by", "midi", "audio", "preview", "waveform", "midi_credentials", "preview_credentials"
+        "created_by",
+        "parent",
+        "midi",
+        "source_audio",
+        "audio",
+        "preview",
+        "waveform",
+        "midi_credentials",
+        "preview_credentials",
     )
     if roles & {ADMIN, LEGAL}:
         return cues.all()

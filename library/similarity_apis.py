@@ -326,7 +326,7 @@ class CueSimilarityApi(APIView):
             raise LibraryError(
                 "permission_denied", "Only legal, admins and the cue's producer ask for a check.", http_status=403
             )
-        if cue.midi_id is None or cue.status != cue.Status.READY:
+        if cue.audio_id is None or cue.status != cue.Status.READY:
             raise LibraryError(
                 "cue_not_ready", f"{cue.code} is not rendered yet; it is checked when it is.", http_status=409
             )

@@ -67,6 +67,13 @@ SCHEMAS: dict[str, dict] = {
                 "properties": {"media_type": TEXT, "size": {"type": "integer", "minimum": 0}},
                 "additionalProperties": False,
             },
+            "recording": {
+                "type": "object",
+                "description": "The recording that came with the MIDI, when both were uploaded",
+                "required": ["media_type", "size"],
+                "properties": {"media_type": TEXT, "size": {"type": "integer", "minimum": 0}},
+                "additionalProperties": False,
+            },
             "claimed_origin": {
                 "type": "object",
                 "description": "The uploader's own statements, recorded as claims.",
@@ -103,6 +110,13 @@ SCHEMAS: dict[str, dict] = {
             "seed": {"type": "string", "pattern": "^[0-9]{1,40}$", "description": "decimal, as a string"},
             "parameters": {"type": "object"},
             "training_datasets": {"type": "array", "items": _DATASET},
+            "derived_from": {
+                "type": "object",
+                "description": "For a version of another cue (a cut-down, an alternate mix): the cue it was made from",
+                "required": ["cue", "midi_sha256", "edit"],
+                "properties": {"cue": _CUE, "midi_sha256": SHA256, "edit": TEXT},
+                "additionalProperties": False,
+            },
         },
         ["cue", "generator", "prompt_commitment", "seed", "parameters", "training_datasets"],
     ),

@@ -7,8 +7,10 @@ import logging
 import math
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from itertools import islice
@@ -28,6 +30,7 @@ from library.credentials import C2PA_MEDIA_TYPE, cue_credentials_make
 from library.errors import LibraryError
 from library.models import Artifact, Cue, CueInstrument, Mood, ProcessingJob, Sequence, artifact_storage_name
 from library.music import MusicError
+from library.music.audio import AudioInfo, audio_inspect, audio_transcode
 from library.music.midi import midi_analyse, midi_read
 from library.music.render import audio_render
 from provenance import services as provenance_services
@@ -38,6 +41,7 @@ MIDI = "audio/midi"
 FLAC = "audio/flac"
 OGG = "audio/ogg"
 PEAKS = "application/json"
+_EXTENSIONS = {"audio/wav": ".wav", "audio/flac": ".flac", "audio/ogg": ".ogg", "audio/mpeg": ".mp3"}
 MAX_MOODS = 20
 # A job whose worker died this many times (killed for memory or time) is failed instead of tried forever.
 JOB_MAX_ATTEMPTS = 3
@@ -104,18 +108,42 @@ def _as_file(content: bytes | Path):
 # --- Ingest ------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class GenerationClaim:
+    """How a cue made here was made: what its signed ``generation`` record states.
+
+    ``prompt`` is kept apart from the ledger (the record carries a salted commitment to it); a version of an earlier
+    cue passes that cue's ``prompt_commitment`` instead, since it was made from the same prompt.
+    """
+
+    generator: dict  # name, version, weights_digest, code_version
+    seed: str  # decimal
+    parameters: dict
+    training_datasets: list[dict]  # name, source, license, item_count, digest
+    prompt: str = ""
+    prompt_commitment: dict | None = None
+
+
 def cue_ingest(
     *,
     created_by,
     title: str,
-    midi: bytes,
+    midi: bytes | None = None,
+    audio: bytes | Path | None = None,
     description: str = "",
     moods: Iterable[str] = (),
-    source: str = Cue.Source.IMPORTED,
     claimed_origin: dict | None = None,
+    generation: GenerationClaim | None = None,
+    parent: Cue | None = None,
+    version_label: str = "",
+    licence_constraints: dict | None = None,
 ) -> Cue:
-    """Validate, store and analyse a MIDI cue and create it with its signed ``ingest`` record, all or nothing;
-    rendering is queued after commit. ``claimed_origin`` is what the uploader says made the cue, kept as a claim.
+    """Validate, store and analyse a cue (MIDI, a recording, or both) and create it with its signed record, all or
+    nothing; rendering (or, for a recording, transcoding) is queued after commit.
+
+    A cue from outside gets an ``ingest`` record in which ``claimed_origin`` is what the uploader says made it, kept
+    as a claim. A cue made here gets a ``generation`` record from ``generation`` instead, and its prompt is kept apart
+    behind a salted commitment. ``parent`` makes the cue a version of another (a cut-down, an alternate mix).
 
     Everything that can reject the input runs before anything is written, so a refused upload leaves no row, no
     file and no job behind.
@@ -123,7 +151,58 @@ def cue_ingest(
     title = title.strip()
     if not title:
         raise LibraryError("title_required", "A cue needs a title.")
+    if midi is None and audio is None:
+        raise LibraryError("file_required", "A cue needs a MIDI file, a recording, or both.")
     mood_names = _mood_names(moods)
+    analysis = _midi_analysis(midi) if midi is not None else None
+    with _recording(audio) as recording:
+        recording_info = _recording_info(recording) if recording is not None else None
+        columns = _analysis_columns(analysis, recording_info)
+
+        # A fault after a file is stored rolls the rows back but leaves the file: deleting it here could remove
+        # bytes that a concurrent upload of the same file has just committed a row for. artifact_sweep_orphans
+        # removes it.
+        with transaction.atomic():
+            midi_artifact = artifact_put(content=midi, media_type=MIDI)[0] if midi is not None else None
+            audio_artifact = None
+            if recording is not None:
+                audio_artifact = artifact_put(content=recording, media_type=recording_info.media_type)[0]
+            cue = Cue.objects.create(
+                number=sequence_next("cue"),
+                title=title,
+                description=description.strip(),
+                source=Cue.Source.IMPORTED if generation is None else Cue.Source.GENERATED,
+                parent=parent,
+                version_label=version_label,
+                licence_constraints=dict(licence_constraints or {}),
+                created_by=created_by,
+                midi=midi_artifact,
+                source_audio=audio_artifact,
+                **columns,
+            )
+            cue.moods.set([Mood.objects.get_or_create(name=name)[0] for name in mood_names])
+            if analysis is not None:
+                CueInstrument.objects.bulk_create(
+                    CueInstrument(cue=cue, **instrument.__dict__) for instrument in analysis.instruments
+                )
+            if generation is None:
+                kind, predicate = "ingest", _ingest_predicate(cue, midi_artifact, audio_artifact, claimed_origin)
+            else:
+                kind, predicate = "generation", _generation_predicate(cue, generation, parent)
+            subjects = [(f"{cue.code}.mid", midi_artifact.sha256)] if midi_artifact else []
+            if audio_artifact is not None:
+                subjects.append((f"{cue.code}.source{_EXTENSIONS[audio_artifact.media_type]}", audio_artifact.sha256))
+            provenance_services.record_enqueue(
+                kind=kind, reference=cue.provenance_reference, subjects=subjects, predicate=predicate
+            )
+            job = ProcessingJob.objects.create(cue=cue, kind=ProcessingJob.Kind.RENDER)
+            # robust: a broker that is down must not turn a committed upload into an error; the job stays queued
+            # in the database and job_resume_unfinished enqueues it when a worker starts.
+            transaction.on_commit(partial(job_enqueue, job.pk), robust=True)
+    return cue
+
+
+def _midi_analysis(midi: bytes):
     limit = settings.CUELEDGER_MAX_UPLOAD_BYTES
     if len(midi) > limit:
         raise LibraryError("file_too_large", f"The MIDI file is {len(midi):,} bytes; the limit is {limit:,} bytes.")
@@ -131,46 +210,108 @@ def cue_ingest(
         score = midi_read(midi, max_duration_seconds=settings.CUELEDGER_MAX_DURATION_SECONDS)
     except MusicError as exc:
         raise LibraryError(exc.code, exc.detail) from None
-    analysis = midi_analyse(score)
+    return midi_analyse(score)
 
-    # A fault after the file is stored rolls the rows back but leaves the file: deleting it here could remove bytes
-    # that a concurrent upload of the same file has just committed a row for. artifact_sweep_orphans removes it.
-    with transaction.atomic():
-        artifact, _ = artifact_put(content=midi, media_type=MIDI)
-        cue = Cue.objects.create(
-            number=sequence_next("cue"),
-            title=title,
-            description=description.strip(),
-            source=source,
-            created_by=created_by,
-            midi=artifact,
-            duration_seconds=analysis.duration_seconds,
-            tempo_bpm=analysis.tempo_bpm,
-            key=analysis.key or "",
-            mode=analysis.mode or "",
-            analysis_detail=_analysis_detail(analysis),
+
+@contextmanager
+def _recording(content: bytes | Path | None):
+    """The recording as a file on disk: the given path, or the given bytes in a scratch file."""
+    if content is None:
+        yield None
+        return
+    limit = settings.CUELEDGER_MAX_REFERENCE_AUDIO_BYTES
+    size = len(content) if isinstance(content, bytes) else content.stat().st_size
+    if size > limit:
+        raise LibraryError("file_too_large", f"The recording is {size:,} bytes; the limit is {limit:,} bytes.")
+    if not size:
+        raise LibraryError("file_empty", "The recording is empty.")
+    if isinstance(content, Path):
+        yield content
+        return
+    Path(settings.CUELEDGER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=settings.CUELEDGER_SCRATCH_DIR, prefix="upload-") as handle:
+        handle.write(content)
+        handle.flush()
+        yield Path(handle.name)
+
+
+def _recording_info(path: Path) -> AudioInfo:
+    try:
+        return audio_inspect(path, max_duration_seconds=settings.CUELEDGER_MAX_DURATION_SECONDS)
+    except MusicError as exc:
+        raise LibraryError(exc.code, exc.detail) from None
+
+
+def _analysis_columns(analysis, recording: AudioInfo | None) -> dict:
+    """The cue's analysis columns: from the MIDI when there is one (it says tempo, key and parts), else what a
+    recording alone tells (its length)."""
+    if analysis is not None:
+        return {
+            "duration_seconds": analysis.duration_seconds,
+            "tempo_bpm": analysis.tempo_bpm,
+            "key": analysis.key or "",
+            "mode": analysis.mode or "",
+            "analysis_detail": _analysis_detail(analysis),
+        }
+    return {
+        "duration_seconds": round(recording.duration_seconds, 3),
+        "tempo_bpm": None,
+        "key": "",
+        "mode": "",
+        "analysis_detail": {
+            "analysed_from": "audio",
+            "tempo_map": [],
+            "time_signatures": [],
+            "key_source": None,
+            "key_confidence": None,
+            "note_count": 0,
+            "pitch_range": None,
+            "energy": [],
+            "audio": {"sample_rate": recording.sample_rate, "channels": recording.channels},
+        },
+    }
+
+
+def _ingest_predicate(cue: Cue, midi: Artifact | None, audio: Artifact | None, claimed_origin: dict | None) -> dict:
+    primary = midi or audio
+    predicate = {
+        "cue": _cue_identity(cue),
+        "uploaded_by": cue.created_by.get_username(),
+        "uploaded_at": cue.created_at.isoformat(),
+        "artifact": {"media_type": primary.media_type, "size": primary.size},
+        "claimed_origin": dict(claimed_origin or {}),
+    }
+    if midi is not None and audio is not None:
+        predicate["recording"] = {"media_type": audio.media_type, "size": audio.size}
+    return predicate
+
+
+def _generation_predicate(cue: Cue, claim: GenerationClaim, parent: Cue | None) -> dict:
+    if claim.prompt_commitment is not None:  # a version of an earlier cue: made from that cue's prompt
+        commitment = claim.prompt_commitment
+    else:
+        commitment = provenance_services.prompt_commit(
+            prompt=claim.prompt, created_by=cue.created_by, reference=cue.provenance_reference
         )
-        cue.moods.set([Mood.objects.get_or_create(name=name)[0] for name in mood_names])
-        CueInstrument.objects.bulk_create(
-            CueInstrument(cue=cue, **instrument.__dict__) for instrument in analysis.instruments
-        )
-        provenance_services.record_enqueue(
-            kind="ingest",
-            reference=cue.provenance_reference,
-            subjects=[(f"{cue.code}.mid", artifact.sha256)],
-            predicate={
-                "cue": {"id": str(cue.pk), "code": cue.code, "title": cue.title},
-                "uploaded_by": created_by.get_username(),
-                "uploaded_at": cue.created_at.isoformat(),
-                "artifact": {"media_type": MIDI, "size": artifact.size},
-                "claimed_origin": dict(claimed_origin or {}),
-            },
-        )
-        job = ProcessingJob.objects.create(cue=cue, kind=ProcessingJob.Kind.RENDER)
-        # robust: a broker that is down must not turn a committed upload into an error; the job stays queued in
-        # the database and job_resume_unfinished enqueues it when a worker starts.
-        transaction.on_commit(partial(job_enqueue, job.pk), robust=True)
-    return cue
+    predicate = {
+        "cue": _cue_identity(cue),
+        "generator": dict(claim.generator),
+        "prompt_commitment": commitment,
+        "seed": claim.seed,
+        "parameters": dict(claim.parameters),
+        "training_datasets": [dict(dataset) for dataset in claim.training_datasets],
+    }
+    if parent is not None:
+        predicate["derived_from"] = {
+            "cue": _cue_identity(parent),
+            "midi_sha256": parent.midi_id,
+            "edit": cue.version_label,
+        }
+    return predicate
+
+
+def _cue_identity(cue: Cue) -> dict:
+    return {"id": str(cue.pk), "code": cue.code, "title": cue.title}
 
 
 def _mood_names(moods: Iterable[str]) -> list[str]:
@@ -192,7 +333,7 @@ def _analysis_detail(analysis) -> dict:
     detail = analysis.as_dict()
     for column in ("duration_seconds", "tempo_bpm", "key", "mode", "instruments"):
         detail.pop(column)
-    return detail
+    return {"analysed_from": "midi", **detail}
 
 
 def sequence_next(name: str) -> int:
@@ -238,23 +379,25 @@ def cue_render(*, job_id) -> None:
     attempt = job_claim(job_id)
     if attempt is None:
         return
-    job = ProcessingJob.objects.select_related("cue__midi").get(pk=job_id)
+    job = ProcessingJob.objects.select_related("cue__midi", "cue__source_audio").get(pk=job_id)
     scratch_root = Path(settings.CUELEDGER_SCRATCH_DIR)
     for stale in scratch_root.glob(f"{job.pk}-*"):  # earlier attempts of this job are dead: we hold the lease
         shutil.rmtree(stale, ignore_errors=True)
     scratch = scratch_root / f"{job.pk}-{attempt}"
     scratch.mkdir(parents=True)
     try:
-        with artifact_open(job.cue.midi) as handle:
-            midi = handle.read()
-        score = midi_read(midi, max_duration_seconds=math.inf)
-        rendered = audio_render(
-            score, scratch, progress=lambda share: _job_update(job.pk, progress=round(0.85 * share, 3))
-        )
+        midi = None
+        if job.cue.midi is not None:
+            with artifact_open(job.cue.midi) as handle:
+                midi = handle.read()
+        rendered = _cue_audio(job, midi, scratch)
         _job_update(job.pk, stage="signing", progress=0.85)
-        (scratch / "cue.mid").write_bytes(midi)
+        midi_path = None
+        if midi is not None:  # the sidecar's data hash covers the file's bytes
+            midi_path = scratch / "cue.mid"
+            midi_path.write_bytes(midi)
         signed = cue_credentials_make(
-            job.cue, flac=rendered.flac, preview=rendered.preview, midi=scratch / "cue.mid", out_dir=scratch
+            job.cue, flac=rendered.flac, preview=rendered.preview, midi=midi_path, out_dir=scratch
         )
         _job_update(job.pk, stage="storing", progress=0.9)
         stored = {
@@ -262,8 +405,9 @@ def cue_render(*, job_id) -> None:
             "preview": artifact_put(content=rendered.preview, media_type=OGG)[0],
             "waveform": artifact_put(content=rendered.peaks, media_type=PEAKS)[0],
             "preview_credentials": artifact_put(content=signed.preview_manifest, media_type=C2PA_MEDIA_TYPE)[0],
-            "midi_credentials": artifact_put(content=signed.midi_manifest, media_type=C2PA_MEDIA_TYPE)[0],
         }
+        if signed.midi_manifest is not None:
+            stored["midi_credentials"] = artifact_put(content=signed.midi_manifest, media_type=C2PA_MEDIA_TYPE)[0]
         with transaction.atomic():
             if not _job_still_ours(job.pk, attempt):
                 return
@@ -294,6 +438,23 @@ def cue_render(*, job_id) -> None:
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _cue_audio(job: ProcessingJob, midi: bytes | None, scratch: Path):
+    """The cue's master, preview and peaks: transcoded from the uploaded recording when there is one (that is the
+    sound the uploader delivers), else rendered from the MIDI."""
+
+    def progress(share: float) -> None:
+        _job_update(job.pk, progress=round(0.85 * share, 3))
+
+    if job.cue.source_audio is not None:
+        _job_update(job.pk, stage="transcoding")
+        source = scratch / "source"
+        with artifact_open(job.cue.source_audio) as stored, source.open("wb") as copy:
+            shutil.copyfileobj(stored, copy, _HASH_CHUNK)
+        return audio_transcode(source, scratch, progress=progress)
+    score = midi_read(midi, max_duration_seconds=math.inf)
+    return audio_render(score, scratch, progress=progress)
 
 
 def similarity_job_create(*, cue_id, trigger: str) -> ProcessingJob | None:

@@ -7,14 +7,12 @@ work bumps the corpus revision in the same transaction, which is how workers lea
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -26,13 +24,12 @@ from library.fingerprints.acoustic import acoustic_fingerprint_blocks, acoustic_
 from library.fingerprints.symbolic import symbolic_fingerprint
 from library.models import ReferenceCorpus, ReferenceWork
 from library.music import MusicError
+from library.music.audio import audio_inspect
 from library.music.midi import midi_read
 from library.music.render import SAMPLE_RATE, audio_blocks
 from library.services import MIDI, artifact_put
 from library.services.similarity import SCRATCH_PREFIX  # workers sweep such copies left by a kill
 
-# What libsndfile calls the containers it reads, and the media type each is stored under.
-AUDIO_MEDIA_TYPES = {"WAV": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "audio/mpeg"}
 MAX_NAMES = 50
 _ISWC = re.compile(r"T-?(\d{3})\.?(\d{3})\.?(\d{3})-?(\d)")
 _ISRC = re.compile(r"([A-Z]{2})-?([A-Z0-9]{3})-?(\d{2})-?(\d{5})")
@@ -51,6 +48,8 @@ class ReferenceInput:
     isrc: str = ""
     source: str = ""
     notes: str = ""
+    # False: a MIDI-only work is not rendered, so it has no acoustic fingerprint (the symbolic one covers it).
+    render_audio: bool = True
 
 
 def iswc_normalise(text: str) -> str:
@@ -108,7 +107,7 @@ def reference_import(*, created_by, work: ReferenceInput, recheck: bool = True) 
     midi = _midi_bytes(work.midi) if work.midi is not None else None
 
     with _audio_file(work.audio) as audio:  # a recording is streamed from disk, never held in memory whole
-        prints = _fingerprints(midi, audio)
+        prints = _fingerprints(midi, audio, render=work.render_audio)
         with transaction.atomic():
             reference = ReferenceWork.objects.create(
                 title=title,
@@ -163,7 +162,7 @@ class _Prints:
         return digest.hexdigest()
 
 
-def _fingerprints(midi: bytes | None, audio: Path | None) -> _Prints:
+def _fingerprints(midi: bytes | None, audio: Path | None, *, render: bool = True) -> _Prints:
     notes: dict[str, dict] = {}
     symbolic = acoustic = None
     media_type = ""
@@ -185,6 +184,8 @@ def _fingerprints(midi: bytes | None, audio: Path | None) -> _Prints:
             if exc.code == "audio_unreadable":
                 raise LibraryError(exc.code, exc.detail) from None
             notes["acoustic"] = {"code": exc.code, "detail": exc.detail}
+    elif score is not None and not render:
+        notes["acoustic"] = {"code": "not_rendered", "detail": "Imported without rendering: melody comparison only."}
     elif score is not None:
         try:
             acoustic = acoustic_fingerprint_blocks(audio_blocks(score), sample_rate=SAMPLE_RATE, channels=2).to_bytes()
@@ -200,20 +201,9 @@ def _fingerprints(midi: bytes | None, audio: Path | None) -> _Prints:
 
 def _audio_media_type(path: Path) -> str:
     try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, soundfile.LibsndfileError) as exc:
-        raise LibraryError(
-            "audio_unreadable", f"The audio file cannot be decoded as WAV, FLAC, Ogg or MP3 ({exc})."
-        ) from None
-    media_type = AUDIO_MEDIA_TYPES.get(info.format)
-    if media_type is None:
-        raise LibraryError("audio_unsupported", f"{info.format_info} audio is not accepted; use WAV, FLAC, Ogg or MP3.")
-    if not math.isfinite(info.duration) or info.duration > settings.CUELEDGER_MAX_DURATION_SECONDS:
-        raise LibraryError(
-            "audio_too_long",
-            f"The recording lasts {info.duration:.0f} s; the limit is {settings.CUELEDGER_MAX_DURATION_SECONDS:.0f} s.",
-        )
-    return media_type
+        return audio_inspect(path, max_duration_seconds=settings.CUELEDGER_MAX_DURATION_SECONDS).media_type
+    except MusicError as exc:
+        raise LibraryError(exc.code, exc.detail) from None
 
 
 def _midi_bytes(content: bytes | Path) -> bytes:

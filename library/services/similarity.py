@@ -390,7 +390,7 @@ def similarity_check(*, cue: Cue, trigger: str, job_id=None, attempt: int | None
             nearest=nearest,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
-        subjects = [(f"{cue.code}.mid", cue.midi_id)]
+        subjects = [(f"{cue.code}.mid", cue.midi_id)] if cue.midi_id is not None else []
         if cue.audio_id is not None:  # what the acoustic detector heard
             subjects.append((f"{cue.code}.flac", cue.audio_id))
         provenance_services.record_enqueue(
@@ -420,6 +420,9 @@ def _cue_fingerprints(cue: Cue) -> dict:
     else:
         with _local_file(cue.audio) as flac:
             prints["acoustic"] = _or_error(acoustic_engine.acoustic_fingerprint_file, flac)
+    if cue.midi_id is None:
+        prints["symbolic"] = FingerprintError("midi_missing", "The cue came as a recording alone, without MIDI.")
+        return prints
     with artifact_open(cue.midi) as handle:
         midi = handle.read()
     try:

@@ -7,7 +7,7 @@ the only nodes an append or a root needs, so an append reads no tree nodes at al
 
 from provenance.keys import signer_for
 from provenance.services.appends import ledger_append, outbox_drain, record_enqueue
-from provenance.services.bundles import bundle_build, origin_record
+from provenance.services.bundles import bundle_build, generator_of, origin_record
 from provenance.services.checkpoints import (
     checkpoint_create,
     checkpoint_latest,
@@ -27,6 +27,7 @@ __all__ = [
     "consistency_proof",
     "current_key_id",
     "frontier_of",
+    "generator_of",
     "inclusion_proof",
     "key_as_ledger_key",
     "key_rotate",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 
 from provenance.errors import ProvenanceError
 from provenance.ledger import (
@@ -21,6 +23,17 @@ def origin_record(reference: str) -> dict | None:
     if entry is None:
         return None
     return {"origin": origin(), "index": entry.index, "envelope_sha256": hashlib.sha256(entry.envelope).hexdigest()}
+
+
+def generator_of(reference: str) -> dict | None:
+    """The generator (name, version, weights digest, code version) named by the generation record of
+    ``reference``, or None for a cue that was not made here."""
+    entry = LedgerEntry.objects.filter(reference=reference, kind="generation").order_by("index").first()
+    if entry is None:
+        return None
+    envelope = json.loads(bytes(entry.envelope))
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    return dict(statement["predicate"]["generator"])
 
 
 # --- Evidence bundles --------------------------------------------------------------------------------------------

@@ -92,9 +92,9 @@ def test_make_run_serves_the_demo_from_an_empty_var_and_stops_on_ctrl_c(make_run
 
     def demo_ready():
         body = json.loads(call(base, token, "/api/v1/cues/")[2])
-        return body["count"] == 4 and all(cue["status"] == "ready" for cue in body["results"])
+        return body["count"] == 5 and all(cue["status"] == "ready" for cue in body["results"])
 
-    wait_for(demo_ready, 120, "the demo cues to render")
+    wait_for(demo_ready, 180, "the demo cues to render (one composed by the worker first)")
     cues = {cue["title"]: cue["id"] for cue in json.loads(call(base, token, "/api/v1/cues/")[2])["results"]}
 
     def verdicts():
@@ -105,13 +105,19 @@ def test_make_run_serves_the_demo_from_an_empty_var_and_stops_on_ctrl_c(make_run
             else None
         )
 
-    # One demo cue quotes a demo reference work in another key and tempo; the others are unrelated to both.
+    # One demo cue quotes a demo reference work in another key and tempo; the others are unrelated to both, and the
+    # composed one copies none of the composer's own training works (they are reference works too).
     assert wait_for(verdicts, 120, "the demo cues' similarity checks") == {
         "Letters Never Sent": "flag",
         "Night Approach": "pass",
         "Morning Lift": "pass",
         "Chase Through the Market": "pass",
+        "The Long Corridor": "pass",
     }
+    generated = json.loads(call(base, token, f"/api/v1/cues/{cues['The Long Corridor']}/")[2])
+    assert generated["source"] == "generated" and generated["licence_constraints"]["commercial_use"] is None
+    card = json.loads(call(base, token, "/api/v1/generators/")[2])["results"][0]
+    assert card["memorisation_guard"]["training_works_registered"] == len(card["works"])
 
     body, content_type = multipart(
         {"title": "Uploaded at run time", "moods": "warm"}, "midi", "a.mid", midi_sketch(bars=4)

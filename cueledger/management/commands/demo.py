@@ -67,6 +67,13 @@ DEMO_REFERENCES = (
 )
 
 
+# The demo's generated cue: composed by the worker once the server runs.
+DEMO_PROMPT = (
+    "tense orchestral underscore, 120 bpm, D minor, 6/8, 1:30, build to a hit at 00:01:05:12 @ 24 fps, end soft"
+)
+DEMO_GENERATED_TITLE = "The Long Corridor"
+
+
 class Command(BaseCommand):
     help = "Create demo users for every role and a few demo cues; print the users' credentials."
 
@@ -87,11 +94,25 @@ class Command(BaseCommand):
                 )
                 created += 1
         self.stdout.write(f"demo cues: {created} created, {Cue.objects.count()} in the catalog")
+        self._generation(producer)
         self.stdout.write("\nDemo users (web login at /api/auth/login/, API: 'Authorization: Token <token>'):")
         self.stdout.write(f"  {'role':<11}{'username':<18}{'password':<26}token")
         for role in ROLES:
             entry = credentials[role]
             self.stdout.write(f"  {role:<11}{entry['username']:<18}{entry['password']:<26}{entry['token']}")
+
+    def _generation(self, producer) -> None:
+        """Install the built-in composer (its training works become reference works) and ask it for one cue."""
+        from generation import services as generation_services
+
+        generator = generation_services.generator_default()
+        added = generation_services.training_references_register(generator=generator)
+        self.stdout.write(f"composer {generator.version[:12]}: {added} training work(s) registered as references")
+        if not Cue.objects.filter(created_by=producer, source=Cue.Source.GENERATED).exists():
+            job = generation_services.generation_request(
+                created_by=producer, prompt=DEMO_PROMPT, seed="2026", title=DEMO_GENERATED_TITLE
+            )
+            self.stdout.write(f"generation job {job.pk} queued: {DEMO_PROMPT!r}")
 
     def _users(self) -> dict:
         """Create missing demo users; passwords are made once and kept in var/demo-credentials.json (0600)."""

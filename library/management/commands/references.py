@@ -7,6 +7,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from cueledger.progress import ProgressBar
 from cueledger.roles import ADMIN, LEGAL, has_role
 from library.errors import LibraryError
 from library.services.references import ReferenceInput, reference_import, references_changed
@@ -62,7 +63,7 @@ class Command(BaseCommand):
         if not works:
             raise CommandError("No MIDI or audio files were found under the given paths.")
 
-        progress = _ProgressBar(len(works), self.stderr)
+        progress = ProgressBar(len(works), self.stderr)
         imported, rejected = 0, []
         for work in works:
             progress.step(work.label)
@@ -162,29 +163,3 @@ def _input(work: _Work, source: str) -> ReferenceInput:
         source=meta.get("source") or source,
         notes=meta.get("notes", ""),
     )
-
-
-class _ProgressBar:
-    """A one-line progress bar on a terminal; a line per work otherwise (logs, CI)."""
-
-    WIDTH = 30
-
-    def __init__(self, total: int, out) -> None:
-        self.total, self.done, self.out = total, 0, out
-        self.live = out.isatty()
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        share = self.done / self.total
-        filled = round(share * self.WIDTH)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        name = label if len(label) <= 50 else "..." + label[-47:]
-        if self.live:
-            self.out.write(f"\r[{bar}] {self.done}/{self.total} {share:4.0%} {name:<50}", ending="")
-            self.out.flush()
-        else:
-            self.out.write(f"[{bar}] {self.done}/{self.total} {name}")
-
-    def finish(self) -> None:
-        if self.live:
-            self.out.write("")

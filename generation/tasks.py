@@ -1,0 +1,48 @@
+"""Background tasks of generation. Each loads its job by id and calls one service; all are idempotent."""
+
+import logging
+
+from celery import Task, shared_task
+from celery.signals import worker_ready
+
+from generation import services
+from library.services import TRANSIENT_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+class GenerationTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """Out of retries, or an unexpected error: the job fails with the reason instead of staying 'running'."""
+        job_id = kwargs.get("job_id") or (args[0] if args else None)
+        if job_id:
+            services.generation_fail(job_id=job_id, error=f"internal_error: {type(exc).__name__}: {exc}")
+
+
+# Composing takes well under a second per cue; the first job of a new model also registers its training works as
+# reference works (a minute or two). A job still going after this is stuck, and the worker child is killed.
+@shared_task(
+    name="generation.run",
+    base=GenerationTask,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    max_retries=5,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    time_limit=540,
+)
+def generation_run_task(self, *, job_id: str) -> None:
+    try:
+        services.generation_run(job_id=job_id)
+    except services.JobBusy as busy:
+        raise self.retry(countdown=busy.retry_after, max_retries=None) from None
+
+
+@worker_ready.connect
+def resume_unfinished_generations(sender=None, **kwargs) -> None:
+    """When a worker starts: enqueue generation jobs whose messages were lost."""
+    count = services.generation_resume_unfinished()
+    if count:
+        log.info("enqueued %d unfinished generation job(s) again", count)
