@@ -3,7 +3,7 @@ and matchers, and the calibration of their thresholds."""
 
 # Part of every similarity report: a change to how fingerprints are made or scored must change this string, so that
 # a report always says which engine produced it and old thresholds are not applied to new scores by mistake.
-ENGINE_VERSION = "cueledger-fingerprints/1"
+ENGINE_VERSION = "cueledger-fingerprints/2"
 
 
 class FingerprintError(ValueError):

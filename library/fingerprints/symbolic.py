@@ -52,6 +52,9 @@ from library.fingerprints import FingerprintError
 # benchmark scored above it. A threshold calibrated on the actual catalog replaces it as soon as one exists.
 DEFAULT_THRESHOLD = 8.0
 
+# A copy may be played slower or faster, and in augmentation or diminution, but a passage matched at more than this
+# ratio of tempos either way is a coincidence of even rhythms, not a copy.
+MAX_TEMPO_RATIO = 4.0
 # A line needs a few n-grams of its own to be findable; shorter parts (a single chord, a fanfare hit) are skipped.
 MIN_LINE_NOTES = 8
 # Onsets closer than this are one chord for the skyline: performed MIDI spreads a chord over a few milliseconds.
@@ -665,7 +668,9 @@ class SymbolicIndex:
         ]
         best: dict[int, tuple[float, _Region, list[tuple[int, int]]]] = {}
         for region, (score, pairs) in _align_all(regions):
-            if pairs and (region.candidate not in best or score > best[region.candidate][0]):
+            if not pairs or not _plausible_tempo(cue.fp, self._reference(found[region.candidate][0]), region, pairs):
+                continue
+            if region.candidate not in best or score > best[region.candidate][0]:
                 best[region.candidate] = (score, region, pairs)
         matches = []
         for number, (score, region, pairs) in best.items():
@@ -900,6 +905,21 @@ def _match(
         cue_notes=_notes(cue_line, cue_idx),
         reference_notes=_notes(ref_line, ref_idx),
     )
+
+
+def _plausible_tempo(
+    cue: SymbolicFingerprint, reference: SymbolicFingerprint, region: _Region, pairs: list[tuple[int, int]]
+) -> bool:
+    """Whether the aligned passages could be one tune played at two tempos: their lengths differ by at most
+    MAX_TEMPO_RATIO either way. Inter-onset ratios ignore tempo altogether, so without this a run of even notes
+    would match any other run of even notes ten times faster or slower."""
+    cue_line, ref_line = cue.lines[region.cue_line], reference.lines[region.ref_line]
+    first, last = pairs[0], pairs[-1]
+    cue_length = float(cue_line.onsets[region.cue_start + last[0]] - cue_line.onsets[region.cue_start + first[0]])
+    ref_length = float(ref_line.onsets[region.ref_start + last[1]] - ref_line.onsets[region.ref_start + first[1]])
+    if cue_length <= 0 or ref_length <= 0:
+        return True
+    return 1 / MAX_TEMPO_RATIO <= ref_length / cue_length <= MAX_TEMPO_RATIO
 
 
 def _span(fp: SymbolicFingerprint, line: Line, idx: npt.NDArray[Any]) -> Span:

@@ -98,6 +98,20 @@ def test_a_transposed_faster_copy_is_found_with_its_transposition_and_tempo_rati
     assert match.cue_share == 1.0 and match.reference_share == 1.0
 
 
+@pytest.mark.parametrize(("stretch", "found"), [(0.5, True), (3.5, True), (4.5, False), (10.0, False)])
+def test_a_copy_is_found_at_up_to_four_times_the_tempo_either_way_and_no_further(index, stretch, found):
+    # Given tune 5 played `stretch` times slower (in augmentation): inter-onset ratios do not see tempo at all
+    cue = score_of((73, shifted(tune(5), stretch=stretch)))
+
+    # When the cue is checked
+    matches = [m for m in index.query(symbolic_fingerprint(cue)) if m.reference_id == 5]
+
+    # Then a plausible tempo is a copy; ten times slower is a coincidence of rhythms, not reported
+    assert bool(matches) == found
+    if found:
+        assert matches[0].tempo_ratio == pytest.approx(1 / stretch, rel=1e-3)
+
+
 def test_the_melody_moved_an_octave_down_into_an_inner_voice_is_found(index):
     # Given tune 5 two octaves lower on a cello, under a new high descant and new chords
     descant = [(float(b), 1.0, 84 + (b * 5) % 7) for b in range(90)]
