@@ -23,8 +23,8 @@
    order-2 model of one training work (10 works, every tenth cue each). For every cue the longest run of melody
    steps (interval, duration) copied from the work it matched best (its own work for the baseline) is reported too.
 
-Fingerprints of the training works and of the synthetic references are cached in var/bench-cache/generation/ (delete
-it after changing how fingerprints are made or the default model).
+Fingerprints of the training works and of the synthetic references are cached in var/bench-cache/generation/, keyed
+by the engine version (and the model's, for the training works).
 
 Usage: python benchmarks/generation.py [--seeds 30] [--requests 5] [--cues 200] [--references 10000]
        [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--broker redis://127.0.0.1:6379/14] [--embedded]
@@ -165,7 +165,9 @@ def measure_compose(model, seeds: int) -> list[tuple]:
 def training_works_cached(model, manifest) -> list[dict]:
     """Per training work: its key, title, symbolic fingerprint (bytes, or None when it has no usable line), melody
     steps and MIDI. Parsing the corpus with music21 takes a while, so the result is cached per model version."""
-    path = CACHE / f"training-{model.version[:16]}.pickle"
+    from library.fingerprints import ENGINE_VERSION
+
+    path = CACHE / f"training-{model.version[:16]}-{ENGINE_VERSION.rsplit('/', 1)[-1]}.pickle"
     if path.exists():
         return pickle.loads(path.read_bytes())
     from generation.composer.training import TrainingWork, work_melody, work_midi
@@ -443,7 +445,9 @@ def synthetic_references(count: int) -> tuple[list[bytes], list[bytes]]:
     """Symbolic and acoustic fingerprints of ``count`` synthetic works, made once and cached."""
     import multiprocessing
 
-    path = CACHE / f"references-{count}.pickle"
+    from library.fingerprints import ENGINE_VERSION
+
+    path = CACHE / f"references-{count}-{ENGINE_VERSION.rsplit('/', 1)[-1]}.pickle"
     if path.exists():
         return pickle.loads(path.read_bytes())
     started = time.perf_counter()
@@ -624,12 +628,11 @@ def follow(client, cue_id, started: float, record_kind: str, worker: Worker) -> 
     stages = {}
     _, at = wait_for(lambda: Cue.objects.filter(pk=cue_id, status=Cue.Status.READY).exists(), "rendering", worker)
     stages["rendered"] = at - started
-    verdict, at = wait_for(
-        lambda: SimilarityReport.objects.filter(cue_id=cue_id).values_list("verdict", flat=True).first(),
-        "the check",
-        worker,
-    )
-    stages["checked"], stages["verdict"] = at - started, verdict
+    report, at = wait_for(lambda: SimilarityReport.objects.filter(cue_id=cue_id).first(), "the check", worker)
+    stages["checked"], stages["verdict"] = at - started, report.verdict
+    for match in report.matches:
+        reference = match["reference"]["title"]
+        print(f"    flagged by the {match['detector']} detector: {match['score']:.1f} against {reference!r}")
 
     def in_ledger():
         kinds = set(LedgerEntry.objects.filter(reference=f"cue:{cue_id}").values_list("kind", flat=True))

@@ -10,7 +10,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cueledger.roles import ADMIN, PRODUCER, has_role
+from cueledger.roles import ADMIN, LEGAL, PRODUCER, has_role
 from generation import services
 from generation.errors import GenerationError
 from generation.models import GenerationJob, Generator
@@ -18,7 +18,8 @@ from generation.selectors import generation_job_get_for_user, generation_jobs_fo
 from library import services as library_services
 from library.apis import CueOutputSerializer, LicenceConstraintsSerializer
 from library.errors import LibraryError
-from library.selectors import cue_get_for_user
+from library.models import Cue
+from library.selectors import cue_get_for_user, cue_list_for_user
 
 # The request keys that are not spec fields; every other key is handed to the prompt parser as a spec field.
 _CONTROL_KEYS = ("prompt", "seed", "variations", "title")
@@ -172,7 +173,8 @@ class GenerationDetailApi(APIView):
         return _job_response(request, generation_job_get_for_user(request.user, job_id))
 
 
-class CueVersionsApi(APIView):
+class CueVersionsApi(generics.ListAPIView):
+    serializer_class = CueOutputSerializer
     parser_classes = [JSONParser]
 
     class VersionsInputSerializer(serializers.Serializer):
@@ -181,23 +183,31 @@ class CueVersionsApi(APIView):
             help_text="cutdown-15, cutdown-30, cutdown-60 (cut-downs that end properly), no-percussion, underscore",
         )
 
-    @extend_schema(
-        responses=CueOutputSerializer(many=True), summary="The versions made of a cue (cut-downs, alternate mixes)"
-    )
-    def get(self, request, cue_id):
-        cue = cue_get_for_user(request.user, cue_id)
-        versions = [cue_get_for_user(request.user, version.pk) for version in cue.versions.order_by("number")]
-        return Response(CueOutputSerializer(versions, many=True, context={"request": request}).data)
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return Cue.objects.none()
+        cue = cue_get_for_user(self.request.user, self.kwargs["cue_id"])
+        visible = cue_list_for_user(self.request.user).filter(parent=cue)
+        return visible.prefetch_related("moods", "instruments", "jobs").order_by("number")
+
+    @extend_schema(summary="The versions made of a cue that you may see (cut-downs, alternate mixes)")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=VersionsInputSerializer,
         responses={202: GenerationJobSerializer},
-        summary="Make versions of a generated cue: cut-downs and alternate mixes (producers and admins)",
+        summary="Make versions of a generated cue: cut-downs and alternate mixes (its producer, or an admin)",
     )
     def post(self, request, cue_id):
         _producer_required(request.user, "make versions of cues")
         cue = cue_get_for_user(request.user, cue_id)
-        edits = request.data.get("edits") if isinstance(request.data, dict) else None
+        if not isinstance(request.data, dict):
+            raise GenerationError("malformed_request", "The body must be a JSON object.")
+        unknown = sorted(set(request.data) - {"edits"})
+        if unknown:
+            raise GenerationError("field_unknown", f"{unknown[0]!r} is not a field here; send only edits.")
+        edits = request.data.get("edits")
         if not isinstance(edits, list) or not all(isinstance(edit, str) for edit in edits):
             raise GenerationError("edits_invalid", f"edits must be a list of names from: {', '.join(services.EDITS)}.")
         job = services.versions_request(created_by=request.user, cue=cue, edits=edits)
@@ -282,10 +292,18 @@ class GeneratorListApi(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema generator has no database to install into
             return Generator.objects.none()
+        if not has_role(self.request.user, PRODUCER, LEGAL, ADMIN):
+            # As with provenance: supervisors see what a cue may be used for, not the models and data behind it.
+            raise GenerationError(
+                "permission_denied", "Model cards are for producers, legal and admins.", http_status=403
+            )
         services.generator_default()  # the shipped model is on the card before anyone generates
         return Generator.objects.select_related("model_file", "manifest_file")
 
-    @extend_schema(summary="Model cards of the built-in composer: training works, licences, the memorisation guard")
+    @extend_schema(
+        summary="Model cards of the built-in composer: training works, licences, the memorisation guard (producers, "
+        "legal and admins)"
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 

@@ -19,10 +19,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from cueledger.roles import ADMIN, has_role
 from generation.composer import ComposerError
 from generation.composer.compose import CODE_VERSION, compose, cutdown_spec, timing_check
 from generation.composer.model import MelodyModel
@@ -42,8 +43,11 @@ GENERATOR_NAME = "cueledger-composer"
 # The account that registers training works as reference works; it cannot log in.
 SYSTEM_USERNAME = "cueledger-composer"
 MAX_VARIATIONS = 8
+# Failures worth another try: the database or storage was briefly unavailable. An IntegrityError is not one.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError)
 SEED_SPACE = 2**64
 JOB_MAX_ATTEMPTS = 3
+INTERNAL_ERROR = "internal_error: the job failed on our side; the error has been logged"
 # What a version of a generated cue can be: the edit's name, its label, and how it is made from the parent.
 EDITS = {
     "cutdown-15": ("15 s cut-down", {"seconds": 15.0}),
@@ -217,12 +221,19 @@ def generation_request(
         timing_check(parsed.spec)
     except ComposerError as exc:
         raise GenerationError(exc.code, exc.detail) from None
+    limit = settings.CUELEDGER_MAX_DURATION_SECONDS
+    if parsed.spec.duration_seconds > limit:
+        raise GenerationError(
+            "duration_out_of_range", f"This catalog takes cues of at most {limit:g} s (CUELEDGER_MAX_DURATION_SECONDS)."
+        )
     if isinstance(variations, bool) or not isinstance(variations, int) or not 1 <= variations <= MAX_VARIATIONS:
         raise GenerationError("variations_invalid", f"variations must be a whole number from 1 to {MAX_VARIATIONS}.")
     seed_value = seed_parse(seed) if seed is not None else secrets.randbelow(SEED_SPACE)
     title = (title or "").strip() or spec_title(parsed.spec)
     if len(title) > 200:
         raise GenerationError("title_too_long", "A title has at most 200 characters.")
+    if not title.isprintable():  # control characters, and lone surrogates that no UTF-8 column can hold
+        raise GenerationError("title_invalid", "A title is printable Unicode text.")
     generator = generator_default()
     with transaction.atomic():
         job = GenerationJob.objects.create(
@@ -243,10 +254,19 @@ def generation_request(
 
 def versions_request(*, created_by, cue: Cue, edits: list[str]) -> GenerationJob:
     """Queue versions of a generated cue: cut-downs that end properly and alternate mixes, each a cue of its own
-    whose generation record links to ``cue``."""
+    whose generation record links to ``cue``. Only the cue's producer (or an admin) makes its versions."""
+    if cue.created_by_id != created_by.pk and not has_role(created_by, ADMIN):
+        raise GenerationError(
+            "permission_denied", f"Only {cue.code}'s producer or an admin makes its versions.", http_status=403
+        )
     result = GenerationResult.objects.filter(cue=cue).select_related("job__generator").first()
     if result is None:
         raise GenerationError("cue_not_generated", f"{cue.code} was not composed here, so it has no versions to make.")
+    if result.edit:
+        raise GenerationError(
+            "cue_is_a_version",
+            f"{cue.code} is itself a version ({cue.version_label}); make versions of {cue.parent.code} instead.",
+        )
     if not edits or len(edits) > len(EDITS) or len(set(edits)) != len(edits):
         raise GenerationError("edits_invalid", f"Give one or more different edits from: {', '.join(EDITS)}.")
     unknown = [edit for edit in edits if edit not in EDITS]
@@ -335,26 +355,29 @@ def generation_run(*, job_id) -> None:
     try:
         generator = job.generator
         if generator.references_registered_at is None:
-            _job_update(job.pk, stage="registering training works")
+            _job_progress(job.pk, attempt, stage="registering training works")
             training_references_register(
-                generator=generator, progress=lambda done, total: _job_update(job.pk, progress=0.3 * done / total)
+                generator=generator,
+                progress=lambda done, total: _job_progress(job.pk, attempt, progress=round(0.3 * done / total, 3)),
             )
         model = generator_model(generator)
         done = job.results.count()
         for position in range(done, job.planned):
-            _job_update(job.pk, stage=f"composing {position + 1} of {job.planned}")
+            if not _job_progress(job.pk, attempt, stage=f"composing {position + 1} of {job.planned}"):
+                return  # another worker took the job over
             if not _cue_make(job, generator, model, position, attempt):
                 return
-            _job_update(job.pk, progress=round(0.3 + 0.7 * (position + 1) / job.planned, 3))
+            _job_progress(job.pk, attempt, progress=round(0.3 + 0.7 * (position + 1) / job.planned, 3))
         _job_finish(job.pk, attempt, status=GenerationJob.Status.SUCCEEDED, stage="done", progress=1.0)
     except (GenerationError, LibraryError) as exc:
         generation_fail(job_id=job.pk, error=f"{exc.code}: {exc.detail}", attempt=attempt)
     except ComposerError as exc:
         generation_fail(job_id=job.pk, error=f"{exc.code}: {exc.detail}", attempt=attempt)
-    except library_services.TRANSIENT_ERRORS:
+    except TRANSIENT_ERRORS:
         raise  # the task retries; the next attempt claims the job again
-    except Exception as exc:
-        generation_fail(job_id=job.pk, error=f"internal_error: {type(exc).__name__}: {exc}", attempt=attempt)
+    except Exception:
+        log.exception("generation job %s failed unexpectedly", job.pk)
+        generation_fail(job_id=job.pk, error=INTERNAL_ERROR, attempt=attempt)
         raise
 
 
@@ -498,11 +521,19 @@ def _job_update(job_id, **fields) -> None:
     GenerationJob.objects.filter(pk=job_id).update(updated_at=timezone.now(), **fields)
 
 
+def _job_progress(job_id, attempt: int, **fields) -> bool:
+    """Report progress (which renews the lease) only while this attempt still holds the job; False when it does
+    not, so that a worker that lost its lease cannot write over the one that took the job over."""
+    running = GenerationJob.objects.filter(pk=job_id, attempts=attempt, status=GenerationJob.Status.RUNNING)
+    return bool(running.update(updated_at=timezone.now(), **fields))
+
+
 def _job_finish(job_id, attempt: int, **fields) -> None:
     with transaction.atomic():
         if _job_still_ours(job_id, attempt):
-            # The prompt is committed in each cue's record and kept apart from it; the job's copy goes.
-            _job_update(job_id, prompt="", finished_at=timezone.now(), error="", **fields)
+            # The prompt is committed in each cue's record and kept apart from it; the job's copy goes, and so do the
+            # prompt's words it did not understand.
+            _job_update(job_id, prompt="", ignored=[], finished_at=timezone.now(), error="", **fields)
 
 
 def generation_fail(*, job_id, error: str, attempt: int | None = None) -> None:
@@ -520,9 +551,15 @@ def generation_fail(*, job_id, error: str, attempt: int | None = None) -> None:
             stage="failed",
             error=error,
             prompt="",
+            ignored=[],
             finished_at=timezone.now(),
         )
     log.warning("generation job %s failed: %s", job_id, error)
+
+
+def job_attempt(job_id) -> int | None:
+    """The attempt that holds the job now (the number of times it was started)."""
+    return GenerationJob.objects.filter(pk=job_id).values_list("attempts", flat=True).first()
 
 
 def generation_resume_unfinished() -> int:

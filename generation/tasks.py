@@ -6,17 +6,18 @@ from celery import Task, shared_task
 from celery.signals import worker_ready
 
 from generation import services
-from library.services import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
 
 class GenerationTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        """Out of retries, or an unexpected error: the job fails with the reason instead of staying 'running'."""
+        """Out of retries, killed at the time limit, or an unexpected error: the job fails instead of staying
+        'running' (its lease was renewed moments ago, so the attempt that held it is named)."""
         job_id = kwargs.get("job_id") or (args[0] if args else None)
         if job_id:
-            services.generation_fail(job_id=job_id, error=f"internal_error: {type(exc).__name__}: {exc}")
+            log.error("generation job %s: %s: %s", job_id, type(exc).__name__, exc)
+            services.generation_fail(job_id=job_id, error=services.INTERNAL_ERROR, attempt=services.job_attempt(job_id))
 
 
 # Composing takes well under a second per cue; the first job of a new model also registers its training works as
@@ -27,7 +28,7 @@ class GenerationTask(Task):
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT_ERRORS,
+    autoretry_for=services.TRANSIENT_ERRORS,
     max_retries=5,
     retry_backoff=2,
     retry_backoff_max=60,

@@ -396,7 +396,10 @@ class CuePromptApi(APIView):
     )
     def get(self, request, cue_id):
         cue = _cue_for_audit(request.user, cue_id)
-        prompts = prompts_for(cue.provenance_reference)
+        # A version (a cut-down, a mix) was made from its parent's prompt, and its record carries that commitment.
+        prompts = prompts_for(cue.provenance_reference) or (
+            prompts_for(cue.parent.provenance_reference) if cue.parent else []
+        )
         return Response(
             {
                 "results": [

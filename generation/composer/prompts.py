@@ -491,6 +491,9 @@ def _phrase_at(words: tuple[str, ...], start: int) -> tuple[str | None, Any, int
 
 # --- Reading the fields ----------------------------------------------------------------------------------------------
 
+# More hit points or arc points than any cue needs only costs work and bloats the signed record.
+MAX_LIST_ITEMS = 64
+
 FIELD_NAMES = (
     "moods", "genre", "ensemble", "tempo_bpm", "key", "mode", "meter", "duration_seconds", "duration", "hit_points",
     "arc",
@@ -502,20 +505,30 @@ def _field_error(name: str, problem: str) -> ComposerError:
 
 
 def _field_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise _field_error(name, f"must be a number, not {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        raise _field_error(name, "is far too large") from None
+    if not math.isfinite(number):
+        raise _field_error(name, f"must be a finite number, not {value!r}")
+    return number
 
 
 def _field_text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _field_error(name, f"must be a string, not {type(value).__name__}")
+    if not _is_unicode_text(value) or len(value) > MAX_PROMPT_CHARS:
+        raise _field_error(name, "must be valid Unicode text of at most 2,000 characters")
     return value
 
 
-def _field_list(name: str, value: Any) -> list:
+def _field_list(name: str, value: Any, *, most: int = MAX_LIST_ITEMS) -> list:
     if not isinstance(value, list | tuple):
         raise _field_error(name, f"must be a list, not {type(value).__name__}")
+    if len(value) > most:
+        raise _field_error(name, f"takes at most {most} items, not {len(value)}")
     return list(value)
 
 
@@ -840,7 +853,18 @@ def _text_checked(text: Any) -> str:
     # Line breaks from a text area (CR LF included) and tabs are fine; other control characters are not prose.
     if any(unicodedata.category(char) == "Cc" and char not in "\n\r\t" for char in text):
         raise ComposerError("prompt_invalid", "the prompt contains control characters")
+    if not _is_unicode_text(text):
+        raise ComposerError("prompt_invalid", "the prompt is not valid Unicode text (a lone surrogate)")
     return text
+
+
+def _is_unicode_text(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's ``\\ud800``), which no UTF-8 storage can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_prompt(text: str | None, fields: Mapping[str, Any] | None = None) -> ParsedPrompt:

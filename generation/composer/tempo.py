@@ -301,5 +301,15 @@ class _Solver:
             self.bars.append(Bar(at, min(bar, end - at), *self.meter))
         if not self.events or self.events[-1][1] != tempo_us:
             self.events.append((self.tick, tempo_us))
+        # Whole ticks put the end up to half a tick (a millisecond at the slowest tempos) off the duration: the held
+        # chord's own tempo, a hair different, takes the rounding up, and never lets the cue run past its length.
+        held = end - starts[-1]
+        before_us = (starts[-1] - self.tick) * tempo_us / PPQ
+        held_us = math.floor((length * 1e6 - before_us) * PPQ / held)
+        if 0 < held_us != tempo_us:
+            if self.events and self.events[-1][0] == starts[-1]:
+                self.events[-1] = (starts[-1], held_us)
+            else:
+                self.events.append((starts[-1], held_us))
         self.tick = end
         self.seconds += length

@@ -615,6 +615,19 @@ def _file_sha256(corpus_path: str) -> str:
 
 
 @lru_cache(maxsize=4096)
+def _file_checked(work: TrainingWork) -> None:
+    """Refuse a work whose file is not the one the manifest names: outside the corpus (a crafted manifest), gone,
+    or changed since training (a music21 upgrade), so a model never registers melodies it did not learn from."""
+    path = (CORPUS_ROOT / work.corpus_path).resolve()
+    if not path.is_relative_to(CORPUS_ROOT.resolve()) or not path.is_file():
+        raise ComposerError("work_missing", f"{work.corpus_path} is not a file of music21's corpus.")
+    if _file_sha256(work.corpus_path) != work.sha256:
+        raise ComposerError(
+            "work_changed", f"{work.corpus_path} is not the file the model was trained on (its SHA-256 differs)."
+        )
+
+
+@lru_cache(maxsize=4096)
 def _file_melodies(corpus_path: str, sha256: str) -> tuple[_Melody, ...] | str:
     """Parse one file once (the file's hash is in the key so an edited file is read again) and keep only its
     melodies, which are small; music21 writes no pickle because of ``forceSource``/``storePickle``. A file music21
@@ -682,6 +695,7 @@ def training_works(collections: Sequence[str]) -> list[TrainingWork]:
 
 
 def _melody_of(work: TrainingWork) -> _Melody:
+    _file_checked(work)
     melodies = _file_melodies(work.corpus_path, work.sha256)
     if isinstance(melodies, str):
         raise ComposerError("work_unreadable", f"{work.corpus_path}: {melodies}")

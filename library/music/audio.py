@@ -46,7 +46,7 @@ def audio_inspect(path: Path, *, max_duration_seconds: float) -> AudioInfo:
         info = soundfile.info(str(path))
     except (RuntimeError, soundfile.LibsndfileError) as exc:
         raise MusicError(
-            "audio_unreadable", f"The audio file cannot be decoded as WAV, FLAC, Ogg or MP3 ({exc})."
+            "audio_unreadable", f"The audio file cannot be decoded as WAV, FLAC, Ogg or MP3 ({_reason(exc)})."
         ) from None
     media_type = AUDIO_MEDIA_TYPES.get(info.format)
     if media_type is None:
@@ -83,7 +83,9 @@ def audio_transcode(source: Path, out_dir: Path, *, progress: Progress | None = 
                 reporter.advance(len(stereo))
                 frames += len(stereo)
     except (RuntimeError, soundfile.LibsndfileError) as exc:
-        raise MusicError("audio_unreadable", f"The recording could not be decoded to the end ({exc}).") from None
+        raise MusicError(
+            "audio_unreadable", f"The recording could not be decoded to the end ({_reason(exc)})."
+        ) from None
     if not frames:
         raise MusicError("audio_empty", "The recording holds no audio.")
     ogg_set_serial(paths.preview, OGG_SERIAL)
@@ -97,3 +99,9 @@ def _stereo(block: np.ndarray) -> np.ndarray:
         return block
     mono = block.astype(np.int32).mean(axis=1).astype(np.int16) if block.shape[1] > 2 else block[:, 0]
     return np.repeat(mono[:, None], 2, axis=1)
+
+
+def _reason(exc: Exception) -> str:
+    """libsndfile's reason without the file name it starts with (a scratch path on this server)."""
+    text = str(exc)
+    return text.rsplit(": ", 1)[-1].strip() if ": " in text else text

@@ -2,6 +2,7 @@
 cards show training data and licences, and imports keep what the uploader claims as a claim."""
 
 import io
+import json
 
 import pretty_midi
 import pytest
@@ -74,6 +75,10 @@ def test_the_job_reports_its_cues_when_done(api, producer, generator):
         ({"prompt": "calm piano", "variations": 9}, "variations_invalid"),
         ({"prompt": "calm piano", "tempo": 90}, "field_unknown"),
         ({"prompt": "calm piano", "tempo_bpm": "fast"}, "field_invalid"),
+        ({"prompt": "calm piano", "tempo_bpm": 10**400}, "field_invalid"),
+        ({"prompt": "calm piano", "hit_points": [{"time_seconds": 10**400}]}, "field_invalid"),
+        ({"prompt": "calm piano", "arc": [{"time_seconds": 1, "level": 0.5}] * 65}, "field_invalid"),
+        ({"prompt": "calm piano, 31 bpm, 21 minutes"}, "duration_out_of_range"),
     ],
 )
 def test_bad_requests_get_a_code_and_queue_nothing(api, producer, generator, body, code):
@@ -81,6 +86,23 @@ def test_bad_requests_get_a_code_and_queue_nothing(api, producer, generator, bod
 
     assert response.status_code == 400, response.json()
     assert response.json()["code"] == code
+    assert not GenerationJob.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"prompt": "calm piano \ud800"}, "prompt_invalid"),
+        ({"prompt": "calm piano", "title": "A \ud800 title"}, "title_invalid"),
+        ({"prompt": "calm piano", "genre": "\udfff"}, "field_invalid"),
+    ],
+)
+def test_a_lone_surrogate_in_the_json_is_refused(api, producer, generator, body, code):
+    # JSON may carry "\ud800" escaped; no UTF-8 column can store what it decodes to.
+    raw = json.dumps(body)  # ensure_ascii keeps the escape, as a client's JSON encoder would
+    response = api(producer).post("/api/v1/generations/", raw, content_type="application/json")
+
+    assert response.status_code == 400 and response.json()["code"] == code
     assert not GenerationJob.objects.exists()
 
 
@@ -115,7 +137,7 @@ def test_versions_of_a_generated_cue_are_cues_linked_to_it(api, producer, genera
     assert response.status_code == 202, response.json()
     generation_run(job_id=response.json()["id"])
 
-    versions = api(producer).get(f"/api/v1/cues/{parent.pk}/versions/").json()
+    versions = api(producer).get(f"/api/v1/cues/{parent.pk}/versions/").json()["results"]
     assert [v["version_label"] for v in versions] == ["30 s cut-down", "no percussion", "underscore (no melody)"]
     assert all(v["parent"]["id"] == str(parent.pk) for v in versions)
     cutdown, no_percussion, underscore = (Cue.objects.get(pk=v["id"]) for v in versions)
@@ -132,6 +154,31 @@ def test_versions_of_a_generated_cue_are_cues_linked_to_it(api, producer, genera
     }
     parent_record = OutboxRecord.objects.get(reference=parent.provenance_reference)
     assert record.predicate["prompt_commitment"] == parent_record.predicate["prompt_commitment"]
+
+
+def test_versions_are_made_by_the_cues_producer_from_the_original_only(api, producer, admin_user, generator):
+    job_id = post(api, producer, {"prompt": "calm piano, 45 s", "seed": "3"}).json()["id"]
+    generation_run(job_id=job_id)
+    cue = GenerationJob.objects.get(pk=job_id).results.get().cue
+    Cue.objects.filter(pk=cue.pk).update(status=Cue.Status.READY)
+    both = user_in_role("producer")
+    both.groups.add(*user_in_role("supervisor").groups.all())  # a producer who may also browse ready cues
+
+    refused = api(both).post(f"/api/v1/cues/{cue.pk}/versions/", {"edits": ["underscore"]}, format="json")
+    assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
+    unknown = api(producer).post(f"/api/v1/cues/{cue.pk}/versions/", {"edits": ["underscore"], "x": 1}, format="json")
+    assert unknown.json()["code"] == "field_unknown"
+
+    made = api(admin_user).post(f"/api/v1/cues/{cue.pk}/versions/", {"edits": ["cutdown-30"]}, format="json")
+    generation_run(job_id=made.json()["id"])
+    version = Cue.objects.get(parent=cue)
+    again = api(admin_user).post(f"/api/v1/cues/{version.pk}/versions/", {"edits": ["underscore"]}, format="json")
+    assert again.status_code == 400 and again.json()["code"] == "cue_is_a_version"
+    # The admin's version is not the producer's cue, so the producer's list leaves it out rather than failing.
+    assert api(producer).get(f"/api/v1/cues/{cue.pk}/versions/").json()["count"] == 0
+    assert api(admin_user).get(f"/api/v1/cues/{cue.pk}/versions/").json()["count"] == 1
+    prompts = api(admin_user).get(f"/api/v1/cues/{version.pk}/prompt/").json()["results"]
+    assert [p["prompt"] for p in prompts] == ["calm piano, 45 s"]  # made from its parent's prompt
 
 
 @pytest.mark.parametrize(
@@ -160,8 +207,9 @@ def test_an_imported_cue_has_no_versions_to_make(api, producer, generator):
     assert response.status_code == 400 and response.json()["code"] == "cue_not_generated"
 
 
-def test_the_model_card_lists_training_works_and_licences(api, supervisor, generator):
-    body = api(supervisor).get("/api/v1/generators/").json()
+def test_the_model_card_lists_training_works_and_licences(api, producer, supervisor, generator):
+    assert api(supervisor).get("/api/v1/generators/").status_code == 403  # models and data are not theirs to see
+    body = api(producer).get("/api/v1/generators/").json()
 
     card = body["results"][0]
     assert (card["version"], card["is_default"]) == (generator.version, True)
@@ -248,3 +296,15 @@ def test_generated_midi_is_the_same_for_the_same_seed(api, producer, generator):
         score = pretty_midi.PrettyMIDI(io.BytesIO(handle.read()))
     downbeats = score.get_downbeats()
     assert min(abs(d - 65.5) for d in downbeats) <= 0.001
+
+
+def test_an_import_over_the_recording_limit_is_refused_before_it_is_read(api, producer, settings):
+    settings.CUELEDGER_MAX_REFERENCE_AUDIO_BYTES = 10_000
+    settings.CUELEDGER_MAX_UPLOAD_BYTES = 10_000
+    response = api(producer).post(
+        "/api/v1/imports/",
+        {"title": "Big", "audio": SimpleUploadedFile("big.wav", recording(seconds=2.0)), "tool": "X"},
+        format="multipart",
+    )
+    assert response.status_code == 400 and response.json()["code"] == "file_too_large"
+    assert not Cue.objects.exists()

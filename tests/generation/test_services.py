@@ -148,3 +148,56 @@ def test_a_finished_job_is_not_run_again(generator, producer):
 def test_without_a_seed_one_is_drawn_and_recorded(generator, producer):
     job = generation_request(created_by=producer, prompt="calm piano, 20 s")
     assert job.seed.isdigit() and 0 <= int(job.seed) < 2**64
+
+
+def test_a_twenty_minute_cue_at_the_slowest_tempo_ends_on_its_length_and_is_ingested(generator, producer):
+    job = generation_request(created_by=producer, prompt="calm piano, 31 bpm, 5/4, 20 minutes", seed="9")
+
+    generation_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.SUCCEEDED, job.error
+    assert job.results.get().cue.duration_seconds == pytest.approx(1200.0, abs=0.001)
+
+
+def test_a_task_that_gives_up_fails_its_job_and_drops_the_prompt(generator, producer):
+    from generation.tasks import generation_run_task
+
+    job = generation_request(created_by=producer, prompt="calm piano, 20 s")
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.RUNNING, attempts=1)
+
+    generation_run_task.on_failure(TimeoutError("time limit"), "task-id", (), {"job_id": str(job.pk)}, None)
+
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.FAILED and job.error.startswith("internal_error")
+    assert "TimeoutError" not in job.error and job.prompt == "" and job.ignored == []
+
+
+def test_a_worker_that_lost_its_lease_cannot_write_over_the_job(generator, producer, settings):
+    job = generation_request(created_by=producer, prompt="calm piano, 20 s", variations=2)
+    first = services._job_claim(job.pk)
+    settings.CUELEDGER_JOB_LEASE_SECONDS = 0
+    second = services._job_claim(job.pk)  # the lease ran out: another worker takes the job over
+
+    assert services._job_progress(job.pk, first, stage="stale") is False
+    assert services._job_progress(job.pk, second, stage="composing") is True
+    job.refresh_from_db()
+    assert (job.stage, job.attempts) == ("composing", 2)
+
+
+def test_a_job_delivered_while_another_worker_holds_it_waits(generator, producer):
+    job = generation_request(created_by=producer, prompt="calm piano, 20 s")
+    services._job_claim(job.pk)
+
+    with pytest.raises(services.JobBusy):
+        generation_run(job_id=job.pk)
+
+
+def test_a_job_started_too_often_fails_for_good(generator, producer):
+    job = generation_request(created_by=producer, prompt="calm piano, 20 s")
+    GenerationJob.objects.filter(pk=job.pk).update(attempts=services.JOB_MAX_ATTEMPTS)
+
+    generation_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.FAILED and job.error.startswith("attempts_exhausted")
