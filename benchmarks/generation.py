@@ -22,6 +22,9 @@
    <= 1e-3 per pair of training works). Baseline: the same specs composed by deliberately memorising models, each an
    order-2 model of one training work (10 works, every tenth cue each). For every cue the longest run of melody
    steps (interval, duration) copied from the work it matched best (its own work for the baseline) is reported too.
+   Measured twice: the composer alone, and the cues a generation job hands over, composed through the composer's
+   memorisation filter (``generation/composer/guard.py``) against the same training works, with the attempts it
+   took.
 
 Fingerprints of the training works and of the synthetic references are cached in var/bench-cache/generation/, keyed
 by the engine version (and the model's, for the training works).
@@ -244,6 +247,8 @@ def measure_memorisation(model, training: list[dict], count: int) -> list[tuple]
 
     specs = memorisation_specs(count)
     ours = check_cues(specs, lambda n: model, index, training, own_work=None)
+    # What a generation job hands over: the same cues through the composer's memorisation filter.
+    handed_over = check_cues(specs, lambda n: model, index, training, own_work=None, filtered=True)
     # Deliberately memorising: an order-2 model of one long training work reproduces runs of it.
     by_length = sorted(
         (n for n, work in enumerate(training) if work["fingerprint"] and len(work["steps"]) >= 48),
@@ -287,20 +292,37 @@ def measure_memorisation(model, training: list[dict], count: int) -> list[tuple]
             f"{result['line']} line, tempo ratio {result['tempo_ratio']:.2f}, longest melody run copied "
             f"{result['copied']} steps"
         )
+    from generation.composer.guard import FILTER_THRESHOLD
+
+    attempts = [r["attempts"] for r in handed_over]
     return [
         (
-            f"rate at DEFAULT_THRESHOLD {DEFAULT_THRESHOLD:g}",
+            f"cues handed over (memorisation filter at {FILTER_THRESHOLD:g}): rate at {DEFAULT_THRESHOLD:g} / at "
+            f"{calibrated:.2f}",
+            f"{rate(handed_over, DEFAULT_THRESHOLD):.3f} / {rate(handed_over, calibrated):.3f}",
+            "-",
+            "0",
+        ),
+        (
+            "  attempts per cue: mean / max; cues composed again",
+            f"{sum(attempts) / len(attempts):.2f} / {max(attempts)}; {sum(1 for a in attempts if a > 1)}",
+            "-",
+            "-",
+        ),
+        ("  best score per cue handed over, p50 / p95 / max", spread(handed_over, "best"), "-", "-"),
+        (
+            f"composer alone (no filter): rate at DEFAULT_THRESHOLD {DEFAULT_THRESHOLD:g}",
             f"{rate(ours, DEFAULT_THRESHOLD):.3f} ({len(flagged)}/{len(ours)})",
             f"{rate(baseline, DEFAULT_THRESHOLD):.3f} (own work: {own_rate(baseline, DEFAULT_THRESHOLD):.3f})",
             "0 (baseline high)",
         ),
         (
-            f"rate at the threshold calibrated on the training works ({calibrated:.2f})",
+            f"composer alone: rate at the threshold calibrated on the training works ({calibrated:.2f})",
             f"{rate(ours, calibrated):.3f}",
             f"{rate(baseline, calibrated):.3f} (own work: {own_rate(baseline, calibrated):.3f})",
             "0",
         ),
-        ("best score per cue, p50 / p95 / max", spread(ours, "best"), spread(baseline, "best"), "-"),
+        ("composer alone: best score per cue, p50 / p95 / max", spread(ours, "best"), spread(baseline, "best"), "-"),
         ("longest melody run copied (steps), p50 / p95 / max", spread(ours, "copied"), spread(baseline, "copied"), "-"),
         (
             f"flagged at {DEFAULT_THRESHOLD:g}: in the melody / in another part; tempo ratio 0.5-2",
@@ -324,16 +346,23 @@ def measure_memorisation(model, training: list[dict], count: int) -> list[tuple]
     ]
 
 
-def check_cues(specs, model_for, index, training, *, own_work) -> list[dict]:
-    """Compose each spec, fingerprint the MIDI as a check does, and query the training index."""
+def check_cues(specs, model_for, index, training, *, own_work, filtered: bool = False) -> list[dict]:
+    """Compose each spec (with ``filtered``, through the composer's memorisation filter against ``index``, as a
+    generation job does), fingerprint the MIDI as a check does, and query the training index."""
     from generation.composer.compose import compose
+    from generation.composer.guard import compose_unlike
     from library.fingerprints import FingerprintError
     from library.fingerprints.symbolic import symbolic_fingerprint
     from library.music.midi import midi_read
 
     results = []
     for number, (spec, seed) in enumerate(specs):
-        composition = compose(spec, seed=seed, model=model_for(number))
+        attempts = 1
+        if filtered:
+            guarded = compose_unlike(spec, seed=seed, model=model_for(number), training=index)
+            composition, attempts = guarded.composition, guarded.attempts
+        else:
+            composition = compose(spec, seed=seed, model=model_for(number))
         score = midi_read(composition.midi, max_duration_seconds=1e9)
         try:
             matches = index.query(symbolic_fingerprint(score), limit=10)
@@ -353,6 +382,7 @@ def check_cues(specs, model_for, index, training, *, own_work) -> list[dict]:
                 "tempo_ratio": best.tempo_ratio if best else 0.0,
                 "line": line_of(score, best) if best else "-",
                 "copied": longest_copied_run(melody, training[work]["steps"]) if work is not None else 0,
+                "attempts": attempts,
             }
         )
         if (number + 1) % 25 == 0 or number + 1 == len(specs):
@@ -471,12 +501,14 @@ def acoustic_base(number: int) -> bytes:
     return fingerprint_audio(synthesise(score_of(piece("generation", number).midi))).to_bytes()
 
 
-def corpus_seed(count: int, training: list[dict], owner) -> float:
-    """Insert ``count`` reference works in bulk (the training works first) and bump the corpus once."""
+def corpus_seed(count: int, training: list[dict], owner, generator) -> float:
+    """Insert ``count`` reference works in bulk (the training works first, linked to ``generator`` as its memorisation
+    guard links them, so that its composer's filter compares with them) and bump the corpus once."""
     import hashlib
 
     from django.db import transaction
 
+    from generation.models import TrainingReference
     from library.fingerprints import ENGINE_VERSION
     from library.models import ReferenceWork
     from library.services import MIDI, artifact_put
@@ -521,6 +553,10 @@ def corpus_seed(count: int, training: list[dict], owner) -> float:
     ]
     with transaction.atomic():
         ReferenceWork.objects.bulk_create(rows, batch_size=500)
+        TrainingReference.objects.bulk_create(
+            TrainingReference(generator=generator, work_key=work["key"], reference=row)
+            for work, row in zip(melodies, rows, strict=False)
+        )
         corpus_bump()
     return time.perf_counter() - started
 
@@ -751,7 +787,7 @@ def run_end_to_end(args, training, uploads, scratch: Path, env: dict, workers: l
     generator = generator_install()
     # The training works go into the corpus below with the rest, so the first job does not register them again.
     Generator.objects.filter(pk=generator.pk).update(references_registered_at=timezone.now())
-    seeding = corpus_seed(args.references, training, system_user())
+    seeding = corpus_seed(args.references, training, system_user(), generator)
     producer, token = user_create(username="bench-producer", role="producer")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")

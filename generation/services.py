@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from cueledger.roles import ADMIN, has_role
 from generation.composer import ComposerError
-from generation.composer.compose import CODE_VERSION, compose, cutdown_spec, timing_check
+from generation.composer.compose import CODE_VERSION, cutdown_spec, timing_check
+from generation.composer.guard import compose_unlike
 from generation.composer.model import MelodyModel
 from generation.composer.prompts import parse_prompt
 from generation.composer.spec import GenerationSpec, spec_from_dict
@@ -34,7 +35,9 @@ from generation.errors import GenerationError
 from generation.models import GenerationJob, GenerationResult, Generator, TrainingReference
 from library import services as library_services
 from library.errors import LibraryError
-from library.models import Cue
+from library.fingerprints import ENGINE_VERSION
+from library.fingerprints.symbolic import SymbolicFingerprint, SymbolicIndex
+from library.models import Cue, ReferenceWork
 from library.services.references import ReferenceInput, corpus_bump, reference_import, references_changed
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ EDITS = {
 }
 
 _models: dict[str, MelodyModel] = {}
+_training_indexes: dict[tuple[str, str, int], SymbolicIndex] = {}
 _models_lock = threading.Lock()
 
 
@@ -117,6 +121,25 @@ def generator_model(generator: Generator) -> MelodyModel:
                 )
             _models[generator.version] = model
     return model
+
+
+def training_index(generator: Generator) -> SymbolicIndex:
+    """The symbolic index of the generator's registered training works, which the composer's memorisation filter
+    compares every composition with; built once per process from the fingerprints stored at registration."""
+    references = TrainingReference.objects.filter(generator=generator)
+    key = (generator.version, ENGINE_VERSION, references.count())
+    with _models_lock:
+        index = _training_indexes.get(key)
+        if index is None:
+            index = SymbolicIndex()
+            prints = ReferenceWork.objects.filter(
+                pk__in=references.values("reference_id"), symbolic_fingerprint__isnull=False
+            ).order_by("pk")
+            for reference_id, data in prints.values_list("pk", "symbolic_fingerprint"):
+                index.add(reference_id, SymbolicFingerprint.from_bytes(bytes(data)))
+            index.freeze()
+            _training_indexes[key] = index
+    return index
 
 
 def training_datasets(generator: Generator) -> list[dict]:
@@ -296,7 +319,8 @@ def versions_request(*, created_by, cue: Cue, edits: list[str]) -> GenerationJob
             generator=result.job.generator,
             title=cue.title,
             spec=result.spec,
-            seed=result.seed,
+            # The seed the original was composed from, which the memorisation filter may have derived from its own.
+            seed=result.composition.get("composed_seed", result.seed),
             parent=cue,
             edits=list(edits),
         )
@@ -385,7 +409,8 @@ def _cue_make(job: GenerationJob, generator: Generator, model: MelodyModel, posi
     """Compose one cue of the job and ingest it with its result row, in one transaction. False when the job is no
     longer this attempt's (another worker took it over)."""
     spec, seed, edit, mix, label = _plan(job, position)
-    composition = compose(spec, seed=seed, model=model, mix=mix)
+    guarded = compose_unlike(spec, seed=seed, model=model, training=training_index(generator), mix=mix)
+    composition = guarded.composition
     parent_result = None if job.parent is None else GenerationResult.objects.get(cue=job.parent)
     title = job.title if job.planned == 1 or job.parent else f"{job.title} (variation {position + 1})"
     parameters = {
@@ -394,6 +419,7 @@ def _cue_make(job: GenerationJob, generator: Generator, model: MelodyModel, posi
         "edit": edit,
         "variation": position + 1 if job.parent is None else None,
         "composition": composition.parameters,
+        "memorisation_filter": guarded.report,
     }
     with transaction.atomic():
         if not _job_still_ours(job.pk, attempt):
@@ -409,7 +435,7 @@ def _cue_make(job: GenerationJob, generator: Generator, model: MelodyModel, posi
                     "name": generator.name,
                     "version": generator.version,
                     "weights_digest": generator.version,
-                    "code_version": generator.code_version,
+                    "code_version": CODE_VERSION,
                 },
                 seed=str(seed),
                 parameters=parameters,
@@ -438,6 +464,7 @@ def _cue_make(job: GenerationJob, generator: Generator, model: MelodyModel, posi
                 "sections": list(composition.sections),
                 "tracks": [track.__dict__ for track in composition.tracks],
                 "duration_seconds": composition.duration_seconds,
+                "composed_seed": str(guarded.seed),
             },
         )
     return True

@@ -55,7 +55,7 @@ from generation.composer.timecode import seconds_to_timecode
 
 __all__ = ["CODE_VERSION", "MIXES", "Composition", "Track", "compose", "cutdown_spec"]
 
-CODE_VERSION = "cueledger-composer/1"
+CODE_VERSION = "cueledger-composer/2"
 MIXES = ("full", "no-percussion", "underscore")
 MAX_SEED = 2**64 - 1
 

@@ -4,6 +4,8 @@ confidentiality of prompts."""
 import pytest
 
 from generation import services
+from generation.composer.compose import CODE_VERSION
+from generation.composer.guard import FILTER_THRESHOLD
 from generation.models import GenerationJob, Generator, TrainingReference
 from generation.services import generation_request, generation_run, training_references_register
 from library.models import Cue, ProcessingJob, ReferenceWork
@@ -85,6 +87,8 @@ def test_each_cue_has_a_signed_generation_record_with_the_model_and_its_training
         assert predicate["generator"]["version"] == generator.version == predicate["generator"]["weights_digest"]
         assert predicate["seed"] == str((12345678901234567890 + position) % 2**64)
         assert predicate["parameters"]["spec"]["hit_points"][0]["timecode"] == "00:01:05:12"
+        assert predicate["parameters"]["memorisation_filter"]["threshold"] == FILTER_THRESHOLD
+        assert predicate["generator"]["code_version"] == CODE_VERSION
         assert [d["name"] for d in predicate["training_datasets"]] == [
             c["name"] for c in generator.manifest["collections"]
         ]
@@ -128,7 +132,7 @@ def test_a_job_that_cannot_compose_fails_and_says_why(generator, producer, monke
     def unreachable(*args, **kwargs):
         raise ComposerError("hit_unreachable", "the hit cannot land on a downbeat")
 
-    monkeypatch.setattr(services, "compose", unreachable)
+    monkeypatch.setattr(services, "compose_unlike", unreachable)
     generation_run(job_id=job.pk)
 
     job.refresh_from_db()
@@ -201,3 +205,21 @@ def test_a_job_started_too_often_fails_for_good(generator, producer):
 
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.FAILED and job.error.startswith("attempts_exhausted")
+
+
+def test_the_memorisation_filter_compares_with_the_registered_training_works(generator, producer):
+    generator = first_works(generator, 4)
+    training_references_register(generator=generator)
+    index = services.training_index(generator)
+    assert sorted(index.reference_ids()) == sorted(
+        TrainingReference.objects.filter(generator=generator).values_list("reference_id", flat=True)
+    )
+    job = generation_request(created_by=producer, prompt="calm piano, 30 s", seed="11")
+
+    generation_run(job_id=job.pk)
+
+    result = job.results.get()
+    record = OutboxRecord.objects.get(reference=result.cue.provenance_reference)
+    report = record.predicate["parameters"]["memorisation_filter"]
+    assert report["composed_seed"] == result.composition["composed_seed"]
+    assert report["attempts"] == len(report["rejected"]) + 1
