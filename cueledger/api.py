@@ -1,4 +1,6 @@
-"""API plumbing shared by every app: the error format and pagination."""
+"""API plumbing shared by every app: the error format, pagination and uploads."""
+
+from pathlib import Path
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
@@ -67,3 +69,11 @@ class Pagination(PageNumberPagination):
         if number not in self.last_page_strings and not str(number).isdigit():
             raise exceptions.ValidationError({"page": ["Must be a positive whole number."]})
         return number
+
+
+def upload_content(upload) -> bytes | Path:
+    """An uploaded file's content for a service: a large upload is already spooled to a temporary file, so pass its
+    path and let it be streamed rather than read into memory."""
+    if hasattr(upload, "temporary_file_path"):
+        return Path(upload.temporary_file_path())
+    return upload.read()

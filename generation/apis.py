@@ -1,7 +1,5 @@
 """Generation's REST API: generation jobs, versions of generated cues, model cards, and imports of outside cues."""
 
-from pathlib import Path
-
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
@@ -10,6 +8,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cueledger.api import upload_content
 from cueledger.roles import ADMIN, LEGAL, PRODUCER, has_role
 from generation import services
 from generation.errors import GenerationError
@@ -357,17 +356,8 @@ class ImportApi(APIView):
             description=values["description"],
             moods=[tag for field in values["moods"] for tag in field.split(",") if tag.strip()],
             midi=midi.read() if midi is not None else None,
-            audio=_recording(audio),
+            audio=upload_content(audio) if audio is not None else None,
             claimed_origin=claimed,
         )
         cue = cue_get_for_user(request.user, cue.pk)
         return Response(CueOutputSerializer(cue, context={"request": request}).data, status=status.HTTP_201_CREATED)
-
-
-def _recording(upload) -> bytes | Path | None:
-    """A large upload is already a temporary file: pass its path rather than reading it into memory."""
-    if upload is None:
-        return None
-    if hasattr(upload, "temporary_file_path"):
-        return Path(upload.temporary_file_path())
-    return upload.read()

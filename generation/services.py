@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from cueledger.roles import ADMIN, has_role
@@ -49,7 +49,7 @@ MAX_VARIATIONS = 8
 # Failures worth another try: the database or storage was briefly unavailable. An IntegrityError is not one.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError)
 SEED_SPACE = 2**64
-JOB_MAX_ATTEMPTS = 3
+JOB_MAX_ATTEMPTS = library_services.JOB_MAX_ATTEMPTS
 INTERNAL_ERROR = "internal_error: the job failed on our side; the error has been logged"
 # What a version of a generated cue can be: the edit's name, its label, and how it is made from the parent.
 EDITS = {
@@ -361,12 +361,8 @@ def generation_enqueue(job_id) -> None:
     generation_run_task.delay(job_id=str(job_id))
 
 
-class JobBusy(Exception):
-    """Another worker holds a live lease on the job; try again after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"job is running elsewhere; retry in {retry_after} s")
-        self.retry_after = retry_after
+# Raised by _job_claim while another worker holds a live lease on the job.
+JobBusy = library_services.JobBusy
 
 
 def generation_run(*, job_id) -> None:
@@ -510,33 +506,10 @@ def _lease_cutoff():
 
 
 def _job_claim(job_id) -> int | None:
-    """Take a job for this worker: the attempt number, or None when it is finished or failed too often. One
-    conditional UPDATE decides, so two workers never both hold it; JobBusy while another's lease is fresh."""
-    now = timezone.now()
-    claimable = Q(status=GenerationJob.Status.QUEUED) | Q(
-        status=GenerationJob.Status.RUNNING, updated_at__lt=_lease_cutoff()
+    """Take a job for this worker (see library.services.lease_claim): the attempt number, or None."""
+    return library_services.lease_claim(
+        GenerationJob, job_id, state_field="status", fail=generation_fail, stage="starting"
     )
-    with transaction.atomic():
-        job = GenerationJob.objects.select_for_update().get(pk=job_id)
-        if job.is_finished:
-            return None
-        if job.attempts >= JOB_MAX_ATTEMPTS:
-            generation_fail(
-                job_id=job.pk,
-                error=f"attempts_exhausted: the job was started {job.attempts} times and never finished; the worker "
-                "may have been killed (out of memory or time)",
-            )
-            return None
-        claimed = GenerationJob.objects.filter(claimable, pk=job_id).update(
-            status=GenerationJob.Status.RUNNING,
-            stage="starting",
-            attempts=F("attempts") + 1,
-            started_at=now,
-            updated_at=now,
-        )
-    if not claimed:
-        raise JobBusy(retry_after=settings.CUELEDGER_JOB_LEASE_SECONDS)
-    return job.attempts + 1
 
 
 def _job_still_ours(job_id, attempt: int) -> bool:

@@ -1,8 +1,6 @@
 """The REST API of reference works and similarity checks: importing references, reading a cue's reports with their
 evidence pictures, legal's alerts, and the calibrated thresholds."""
 
-from pathlib import Path
-
 from django.conf import settings
 from django.db import transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
@@ -16,6 +14,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cueledger.api import upload_content
 from cueledger.roles import ADMIN, LEGAL, has_role
 from library.errors import LibraryError
 from library.fingerprints import FingerprintError
@@ -139,7 +138,7 @@ class ReferenceWorkListCreateApi(generics.ListAPIView):
             work=ReferenceInput(
                 title=values["title"],
                 midi=values["midi"].read() if "midi" in values else None,
-                audio=_on_disk(values["audio"]) if "audio" in values else None,
+                audio=upload_content(values["audio"]) if "audio" in values else None,
                 composers=_split(values["composers"]),
                 rightsholders=_split(values["rightsholders"]),
                 iswc=values["iswc"],
@@ -150,13 +149,6 @@ class ReferenceWorkListCreateApi(generics.ListAPIView):
         )
         work = reference_works().get(pk=work.pk)
         return Response(ReferenceWorkSerializer(work).data, status=status.HTTP_201_CREATED)
-
-
-def _on_disk(upload):
-    """A large upload is already spooled to a temporary file: pass its path, so that it is streamed, not copied."""
-    if hasattr(upload, "temporary_file_path"):
-        return Path(upload.temporary_file_path())
-    return upload.read()
 
 
 def _split(fields: list[str]) -> list[str]:

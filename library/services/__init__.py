@@ -470,32 +470,38 @@ def similarity_job_create(*, cue_id, trigger: str) -> ProcessingJob | None:
 
 
 def job_claim(job_id, *, stage: str = "rendering") -> int | None:
-    """Take a job for this worker: returns the attempt number, or None when the job is finished or has failed too
-    often. Raises JobBusy when another worker's lease on it is still fresh.
+    """Take a catalog job for this worker: the attempt number, or None when it is finished or has failed too often.
+    Raises JobBusy when another worker's lease on it is still fresh."""
+    return lease_claim(ProcessingJob, job_id, state_field="state", fail=job_fail, stage=stage, progress=0.0)
 
-    One conditional UPDATE decides, so two workers can never both hold the job.
+
+def lease_claim(model, job_id, *, state_field: str, fail, **running_fields) -> int | None:
+    """Take a leased background job (a row with a ``state_field`` of queued/running/succeeded/failed, ``attempts``,
+    ``started_at`` and ``updated_at``) for this worker: returns the attempt number, or None when the job is finished
+    or was started too often (then ``fail`` records why). Raises JobBusy while another worker's lease is fresh.
+
+    One conditional UPDATE decides, so two workers can never both hold the job. A running job whose ``updated_at``
+    is older than the lease is taken to be dead and is taken over.
     """
     now = timezone.now()
-    stale = _lease_cutoff()
-    claimable = Q(state=ProcessingJob.State.QUEUED) | Q(state=ProcessingJob.State.RUNNING, updated_at__lt=stale)
+    claimable = Q(**{state_field: "queued"}) | Q(**{state_field: "running", "updated_at__lt": _lease_cutoff()})
     with transaction.atomic():
-        job = ProcessingJob.objects.select_for_update().get(pk=job_id)
+        job = model.objects.select_for_update().get(pk=job_id)
         if job.is_finished:
             return None
         if job.attempts >= JOB_MAX_ATTEMPTS:
-            job_fail(
+            fail(
                 job_id=job.pk,
                 error=f"attempts_exhausted: the job was started {job.attempts} times and never "
                 "finished; the worker may have been killed (out of memory or time)",
             )
             return None
-        claimed = ProcessingJob.objects.filter(claimable, pk=job_id).update(
-            state=ProcessingJob.State.RUNNING,
-            stage=stage,
-            progress=0.0,
+        claimed = model.objects.filter(claimable, pk=job_id).update(
+            **{state_field: "running"},
             attempts=F("attempts") + 1,
             started_at=now,
             updated_at=now,
+            **running_fields,
         )
     if not claimed:
         raise JobBusy(retry_after=settings.CUELEDGER_JOB_LEASE_SECONDS)
