@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
+from generation.models import GenerationJob, TrainingReference
 from library.models import Cue, ReferenceWork
 
 
@@ -42,8 +43,12 @@ def test_demo_creates_users_and_cues_once_and_reprints_the_same_credentials(db, 
     settings.VAR_DIR = tmp_path
     first = run("demo")
     second = run("demo")
-    assert first[2:] == second[2:]  # the lines after "reference works" and "demo cues: N created"
-    assert Cue.objects.count() == 4 and ReferenceWork.objects.count() == 2
+    credentials = first.index("")  # the users and their credentials follow the first blank line
+    assert first[credentials:] == second[second.index("") :]
+    assert second[2].endswith(": 0 training work(s) registered as references")
+    assert Cue.objects.count() == 4 and GenerationJob.objects.count() == 1  # composed by the worker, later
+    training = TrainingReference.objects.count()
+    assert training > 100 and ReferenceWork.objects.count() == 2 + training
     saved = json.loads((tmp_path / "demo-credentials.json").read_text())
     assert set(saved) == {"supervisor", "legal", "producer", "admin"}
     assert (tmp_path / "demo-credentials.json").stat().st_mode & 0o777 == 0o600

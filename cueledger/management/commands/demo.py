@@ -104,11 +104,13 @@ class Command(BaseCommand):
     def _generation(self, producer) -> None:
         """Install the built-in composer (its training works become reference works) and ask it for one cue."""
         from generation import services as generation_services
+        from generation.models import GenerationJob
 
         generator = generation_services.generator_default()
         added = generation_services.training_references_register(generator=generator)
         self.stdout.write(f"composer {generator.version[:12]}: {added} training work(s) registered as references")
-        if not Cue.objects.filter(created_by=producer, source=Cue.Source.GENERATED).exists():
+        # Asked for once: the job may still be queued when the demo runs again, before any worker has composed it.
+        if not GenerationJob.objects.filter(created_by=producer, title=DEMO_GENERATED_TITLE).exists():
             job = generation_services.generation_request(
                 created_by=producer, prompt=DEMO_PROMPT, seed="2026", title=DEMO_GENERATED_TITLE
             )
