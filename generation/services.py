@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -46,8 +46,7 @@ GENERATOR_NAME = "cueledger-composer"
 # The account that registers training works as reference works; it cannot log in.
 SYSTEM_USERNAME = "cueledger-composer"
 MAX_VARIATIONS = 8
-# Failures worth another try: the database or storage was briefly unavailable. An IntegrityError is not one.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError)
+TRANSIENT_ERRORS = library_services.TRANSIENT_ERRORS
 SEED_SPACE = 2**64
 JOB_MAX_ATTEMPTS = library_services.JOB_MAX_ATTEMPTS
 INTERNAL_ERROR = "internal_error: the job failed on our side; the error has been logged"

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, IntegrityError, InterfaceError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -46,8 +46,9 @@ MAX_MOODS = 20
 # A job whose worker died this many times (killed for memory or time) is failed instead of tried forever.
 JOB_MAX_ATTEMPTS = 3
 ORPHAN_GRACE = timedelta(hours=1)
-# Failures worth another try: the database or storage was briefly unavailable.
-TRANSIENT_ERRORS = (DatabaseError, InterfaceError, OSError)
+# Failures worth another try: the database or storage was briefly unavailable, a lock or serialisation conflict (all
+# OperationalError). An IntegrityError or DataError is the same on every try, so it fails the job at once.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError)
 _MOOD_TEXT = re.compile(r"[\w\- ]+")
 _HASH_CHUNK = 1 << 20
 

@@ -1,7 +1,7 @@
 """The render task: retried on transient faults, and a job that cannot finish is marked failed, never left running."""
 
 import pytest
-from django.db import OperationalError
+from django.db import IntegrityError, OperationalError
 
 from library.models import Cue, ProcessingJob
 from library.services import cue_ingest
@@ -48,3 +48,18 @@ def test_a_transient_database_error_is_retried_until_it_passes(job, monkeypatch)
     render_cue_task.apply(kwargs={"job_id": str(job.pk)})
     job.refresh_from_db()
     assert len(calls) == 3 and job.state == ProcessingJob.State.SUCCEEDED
+
+
+def test_an_integrity_error_is_not_retried_since_it_would_only_repeat(job, monkeypatch):
+    calls = []
+
+    def conflicting(**kwargs):
+        calls.append(kwargs)
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr("library.services.cue_render", conflicting)
+    result = render_cue_task.apply(kwargs={"job_id": str(job.pk)})
+
+    assert result.failed() and len(calls) == 1
+    job.refresh_from_db()
+    assert job.state == ProcessingJob.State.FAILED and "IntegrityError" in job.error
