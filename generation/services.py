@@ -512,8 +512,7 @@ def _job_claim(job_id) -> int | None:
 
 
 def _job_still_ours(job_id, attempt: int) -> bool:
-    job = GenerationJob.objects.select_for_update().get(pk=job_id)
-    return job.attempts == attempt and not job.is_finished
+    return library_services.lease_held(GenerationJob, job_id, attempt)
 
 
 def _job_update(job_id, **fields) -> None:

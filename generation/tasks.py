@@ -6,6 +6,7 @@ from celery import Task, shared_task
 from celery.signals import worker_ready
 
 from generation import services
+from library.tasks import JOB_TASK_OPTIONS, job_task_run
 
 log = logging.getLogger(__name__)
 
@@ -22,23 +23,9 @@ class GenerationTask(Task):
 
 # Composing takes well under a second per cue; the first job of a new model also registers its training works as
 # reference works (a minute or two). A job still going after this is stuck, and the worker child is killed.
-@shared_task(
-    name="generation.run",
-    base=GenerationTask,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=services.TRANSIENT_ERRORS,
-    max_retries=5,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    time_limit=540,
-)
+@shared_task(name="generation.run", time_limit=540, **{**JOB_TASK_OPTIONS, "base": GenerationTask})
 def generation_run_task(self, *, job_id: str) -> None:
-    try:
-        services.generation_run(job_id=job_id)
-    except services.JobBusy as busy:
-        raise self.retry(countdown=busy.retry_after, max_retries=None) from None
+    job_task_run(self, services.generation_run, job_id)
 
 
 @worker_ready.connect

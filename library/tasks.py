@@ -34,7 +34,8 @@ JOB_TASK_OPTIONS = {
 }
 
 
-def _run_job(task, service, job_id: str) -> None:
+def job_task_run(task, service, job_id: str) -> None:
+    """Run a job's service; while another worker holds the job's lease, try again once the lease may have lapsed."""
     try:
         service(job_id=job_id)
     except services.JobBusy as busy:
@@ -45,7 +46,7 @@ def _run_job(task, service, job_id: str) -> None:
 # killed. The message comes back, and the job's attempt limit ends a loop of such kills.
 @shared_task(name="library.render_cue", time_limit=900, **JOB_TASK_OPTIONS)
 def render_cue_task(self, *, job_id: str) -> None:
-    _run_job(self, services.cue_render, job_id)
+    job_task_run(self, services.cue_render, job_id)
 
 
 # Building the indexes of a large corpus from scratch is the slow case (about two minutes at 100,000 works); a check
@@ -53,7 +54,7 @@ def render_cue_task(self, *, job_id: str) -> None:
 # its message to a second worker.
 @shared_task(name="library.similarity_check", soft_time_limit=480, time_limit=540, **JOB_TASK_OPTIONS)
 def similarity_check_task(self, *, job_id: str) -> None:
-    _run_job(self, similarity.cue_similarity_check, job_id)
+    job_task_run(self, similarity.cue_similarity_check, job_id)
 
 
 @shared_task(name="library.similarity_recheck", autoretry_for=services.TRANSIENT_ERRORS, retry_backoff=2)

@@ -611,6 +611,13 @@ def _quarter_bpm(score: music21.stream.Stream) -> float | None:
 
 
 def _file_sha256(corpus_path: str) -> str:
+    stat = (CORPUS_ROOT / corpus_path).stat()
+    return _file_sha256_as_of(corpus_path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4096)
+def _file_sha256_as_of(corpus_path: str, mtime_ns: int, size: int) -> str:
+    """Hashed once per version of a file: a book of a hundred tunes is read once, not once per tune."""
     return hashlib.sha256((CORPUS_ROOT / corpus_path).read_bytes()).hexdigest()
 
 

@@ -51,6 +51,9 @@ ORPHAN_GRACE = timedelta(hours=1)
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError)
 _MOOD_TEXT = re.compile(r"[\w\- ]+")
 _HASH_CHUNK = 1 << 20
+# Scratch files outside a job's own folder (uploaded recordings, copies of stored audio) carry this prefix, so that
+# a worker's sweep removes those a killed process left behind.
+SCRATCH_PREFIX = "similarity-"
 
 
 # --- Artifacts ---------------------------------------------------------------------------------------------------
@@ -156,8 +159,8 @@ def cue_ingest(
         raise LibraryError("file_required", "A cue needs a MIDI file, a recording, or both.")
     mood_names = _mood_names(moods)
     analysis = _midi_analysis(midi) if midi is not None else None
-    with _recording(audio) as recording:
-        recording_info = _recording_info(recording) if recording is not None else None
+    with recording_on_disk(audio) as recording:
+        recording_info = recording_inspect(recording) if recording is not None else None
         columns = _analysis_columns(analysis, recording_info)
 
         # A fault after a file is stored rolls the rows back but leaves the file: deleting it here could remove
@@ -215,32 +218,56 @@ def _midi_analysis(midi: bytes):
 
 
 @contextmanager
-def _recording(content: bytes | Path | None):
-    """The recording as a file on disk: the given path, or the given bytes in a scratch file."""
+def recording_on_disk(content: bytes | Path | None):
+    """An uploaded recording as a file on disk, size-checked: the given path, or the given bytes in a scratch file
+    (named with SCRATCH_PREFIX, so a worker's sweep removes one a killed process left). Never held in memory twice."""
     if content is None:
         yield None
         return
-    limit = settings.CUELEDGER_MAX_REFERENCE_AUDIO_BYTES
     size = len(content) if isinstance(content, bytes) else content.stat().st_size
-    if size > limit:
-        raise LibraryError("file_too_large", f"The recording is {size:,} bytes; the limit is {limit:,} bytes.")
-    if not size:
-        raise LibraryError("file_empty", "The recording is empty.")
+    size_check(size, "audio", settings.CUELEDGER_MAX_REFERENCE_AUDIO_BYTES)
     if isinstance(content, Path):
         yield content
         return
     Path(settings.CUELEDGER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=settings.CUELEDGER_SCRATCH_DIR, prefix="upload-") as handle:
+    with tempfile.NamedTemporaryFile(dir=settings.CUELEDGER_SCRATCH_DIR, prefix=SCRATCH_PREFIX) as handle:
         handle.write(content)
         handle.flush()
         yield Path(handle.name)
 
 
-def _recording_info(path: Path) -> AudioInfo:
+def size_check(size: int, what: str, limit: int) -> None:
+    """Refuse an empty file or one over ``limit`` bytes."""
+    if size > limit:
+        raise LibraryError("file_too_large", f"The {what} file is {size:,} bytes; the limit is {limit:,} bytes.")
+    if not size:
+        raise LibraryError("file_empty", f"The {what} file is empty.")
+
+
+def recording_inspect(path: Path) -> AudioInfo:
+    """What a recording is, refused as a LibraryError when it is unreadable, unsupported or too long."""
     try:
         return audio_inspect(path, max_duration_seconds=settings.CUELEDGER_MAX_DURATION_SECONDS)
     except MusicError as exc:
         raise LibraryError(exc.code, exc.detail) from None
+
+
+@contextmanager
+def artifact_local_path(artifact: Artifact):
+    """A path a decoder can open: the stored file itself on local storage, else a scratch copy of it."""
+    try:
+        local = Path(default_storage.path(artifact.storage_name))
+    except NotImplementedError:  # remote storage has no local path
+        local = None
+    if local is not None:
+        yield local
+        return
+    Path(settings.CUELEDGER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=settings.CUELEDGER_SCRATCH_DIR, prefix=SCRATCH_PREFIX) as copy:
+        with artifact_open(artifact) as stored:
+            shutil.copyfileobj(stored, copy, _HASH_CHUNK)
+        copy.flush()
+        yield Path(copy.name)
 
 
 def _analysis_columns(analysis, recording: AudioInfo | None) -> dict:
@@ -450,10 +477,8 @@ def _cue_audio(job: ProcessingJob, midi: bytes | None, scratch: Path):
 
     if job.cue.source_audio is not None:
         _job_update(job.pk, stage="transcoding")
-        source = scratch / "source"
-        with artifact_open(job.cue.source_audio) as stored, source.open("wb") as copy:
-            shutil.copyfileobj(stored, copy, _HASH_CHUNK)
-        return audio_transcode(source, scratch, progress=progress)
+        with artifact_local_path(job.cue.source_audio) as source:
+            return audio_transcode(source, scratch, progress=progress)
     score = midi_read(midi, max_duration_seconds=math.inf)
     return audio_render(score, scratch, progress=progress)
 
@@ -510,7 +535,12 @@ def lease_claim(model, job_id, *, state_field: str, fail, **running_fields) -> i
 
 
 def _job_still_ours(job_id, attempt: int) -> bool:
-    job = ProcessingJob.objects.select_for_update().get(pk=job_id)
+    return lease_held(ProcessingJob, job_id, attempt)
+
+
+def lease_held(model, job_id, attempt: int) -> bool:
+    """Whether ``attempt`` still holds the leased job (locking its row until the transaction ends)."""
+    job = model.objects.select_for_update().get(pk=job_id)
     return job.attempts == attempt and not job.is_finished
 
 

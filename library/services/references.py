@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +22,9 @@ from library.fingerprints.acoustic import acoustic_fingerprint_blocks, acoustic_
 from library.fingerprints.symbolic import symbolic_fingerprint
 from library.models import ReferenceCorpus, ReferenceWork
 from library.music import MusicError
-from library.music.audio import audio_inspect
 from library.music.midi import midi_read
 from library.music.render import SAMPLE_RATE, audio_blocks
-from library.services import MIDI, artifact_put
-from library.services.similarity import SCRATCH_PREFIX  # workers sweep such copies left by a kill
+from library.services import MIDI, artifact_put, recording_inspect, recording_on_disk, size_check
 
 MAX_NAMES = 50
 _ISWC = re.compile(r"T-?(\d{3})\.?(\d{3})\.?(\d{3})-?(\d)")
@@ -106,7 +102,7 @@ def reference_import(*, created_by, work: ReferenceInput, recheck: bool = True) 
         raise LibraryError("text_too_long", "The source takes at most 500 characters and the notes 20,000.")
     midi = _midi_bytes(work.midi) if work.midi is not None else None
 
-    with _audio_file(work.audio) as audio:  # a recording is streamed from disk, never held in memory whole
+    with recording_on_disk(work.audio) as audio:  # a recording is streamed from disk, never held in memory whole
         prints = _fingerprints(midi, audio, render=work.render_audio)
         with transaction.atomic():
             reference = ReferenceWork.objects.create(
@@ -177,7 +173,7 @@ def _fingerprints(midi: bytes | None, audio: Path | None, *, render: bool = True
         except FingerprintError as exc:
             notes["symbolic"] = {"code": exc.code, "detail": exc.detail}
     if audio is not None:
-        media_type = _audio_media_type(audio)
+        media_type = recording_inspect(audio).media_type
         try:
             acoustic = acoustic_fingerprint_file(audio).to_bytes()
         except FingerprintError as exc:
@@ -199,42 +195,10 @@ def _fingerprints(midi: bytes | None, audio: Path | None, *, render: bool = True
     return _Prints(acoustic, symbolic, notes, media_type)
 
 
-def _audio_media_type(path: Path) -> str:
-    try:
-        return audio_inspect(path, max_duration_seconds=settings.CUELEDGER_MAX_DURATION_SECONDS).media_type
-    except MusicError as exc:
-        raise LibraryError(exc.code, exc.detail) from None
-
-
 def _midi_bytes(content: bytes | Path) -> bytes:
     data = content if isinstance(content, bytes) else content.read_bytes()
-    _size_check(len(data), "MIDI", settings.CUELEDGER_MAX_UPLOAD_BYTES)
+    size_check(len(data), "MIDI", settings.CUELEDGER_MAX_UPLOAD_BYTES)
     return data
-
-
-@contextmanager
-def _audio_file(content: bytes | Path | None):
-    """The recording as a file on disk: the given path, or the given bytes written to a scratch file."""
-    if content is None:
-        yield None
-        return
-    if isinstance(content, Path):
-        _size_check(content.stat().st_size, "audio", settings.CUELEDGER_MAX_REFERENCE_AUDIO_BYTES)
-        yield content
-        return
-    _size_check(len(content), "audio", settings.CUELEDGER_MAX_REFERENCE_AUDIO_BYTES)
-    Path(settings.CUELEDGER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=settings.CUELEDGER_SCRATCH_DIR, prefix=SCRATCH_PREFIX) as handle:
-        handle.write(content)
-        handle.flush()
-        yield Path(handle.name)
-
-
-def _size_check(size: int, what: str, limit: int) -> None:
-    if size > limit:
-        raise LibraryError("file_too_large", f"The {what} file is {size:,} bytes; the limit is {limit:,} bytes.")
-    if not size:
-        raise LibraryError("file_empty", f"The {what} file is empty.")
 
 
 def _names(names, what: str) -> list[str]:

@@ -14,13 +14,11 @@ import os
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import rfc8785
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
@@ -41,9 +39,11 @@ from library.models import (
 from library.music import MusicError
 from library.music.midi import midi_read
 from library.services import (
+    SCRATCH_PREFIX,
     TRANSIENT_ERRORS,
     _job_still_ours,
     _job_update,
+    artifact_local_path,
     artifact_open,
     job_claim,
     job_fail,
@@ -64,7 +64,6 @@ RECHECK_BATCH = 200
 INDEX_BUILD_CHUNK = 500
 INDEX_GRACE_SECONDS = 3600
 # Temporary audio copies of checks and imports live in the scratch folder under this prefix (see scratch_sweep).
-SCRATCH_PREFIX = "similarity-"
 
 
 # --- The corpus and its indexes -----------------------------------------------------------------------------------
@@ -418,7 +417,7 @@ def _cue_fingerprints(cue: Cue) -> dict:
     if cue.audio_id is None:
         prints["acoustic"] = FingerprintError("audio_missing", "The cue has no rendered audio yet.")
     else:
-        with _local_file(cue.audio) as flac:
+        with artifact_local_path(cue.audio) as flac:
             prints["acoustic"] = _or_error(acoustic_engine.acoustic_fingerprint_file, flac)
     if cue.midi_id is None:
         prints["symbolic"] = FingerprintError("midi_missing", "The cue came as a recording alone, without MIDI.")
@@ -431,25 +430,6 @@ def _cue_fingerprints(cue: Cue) -> dict:
         raise LibraryError(exc.code, exc.detail) from None
     prints["symbolic"] = _or_error(symbolic_engine.symbolic_fingerprint, score)
     return prints
-
-
-@contextmanager
-def _local_file(artifact):
-    """A path the decoder can open: the stored file itself on local storage, else a scratch copy of it."""
-    try:
-        local = Path(default_storage.path(artifact.storage_name))
-    except NotImplementedError:  # remote storage has no local path
-        local = None
-    if local is not None:
-        yield local
-        return
-    Path(settings.CUELEDGER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=settings.CUELEDGER_SCRATCH_DIR, prefix=SCRATCH_PREFIX) as copy:
-        with artifact_open(artifact) as stored:
-            while chunk := stored.read(1 << 20):
-                copy.write(chunk)
-        copy.flush()
-        yield Path(copy.name)
 
 
 def _or_error(make, argument):
