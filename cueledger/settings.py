@@ -78,8 +78,10 @@ def _database(url: str) -> dict:
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         # The web server and the worker write the same file: WAL lets readers run beside the writer, IMMEDIATE
         # takes the write lock at BEGIN so two writers queue (up to the timeout) instead of failing mid-transaction.
+        # synchronous=FULL flushes the log at every commit, as PostgreSQL does by default: with NORMAL a power loss
+        # can undo the last commits, and a ledger that forgot entries it had already shown would then fork.
         config["OPTIONS"] = {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
         }

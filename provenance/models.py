@@ -44,19 +44,26 @@ class LedgerHead(models.Model):
 
 class LedgerEntry(models.Model):
     index = models.PositiveBigIntegerField(primary_key=True)
-    leaf_hash = models.CharField(max_length=64, db_index=True)
+    leaf_hash = models.CharField(max_length=64)
     envelope = models.BinaryField()
-    subject_digest = models.CharField(max_length=64, db_index=True)
+    subject_digest = models.CharField(max_length=64)
     # What the record is about in the caller's terms (e.g. "cue:<uuid>"): artifacts are shared between cues by
     # digest, so the digest alone cannot tell whose record this is. Not signed; an index for our own look-ups.
-    reference = models.CharField(max_length=100, db_index=True, blank=True)
-    kind = models.CharField(max_length=20, db_index=True)
+    reference = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=20)
     key_id = models.CharField(max_length=64)
     created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["index"]
         verbose_name_plural = "ledger entries"
+        # Only the look-ups that are made: every append updates each index. (Plain indexes, not db_index, which on
+        # PostgreSQL adds a second, pattern-matching index per text column.)
+        indexes = [
+            models.Index(fields=["reference", "index"], name="ledger_entry_reference"),
+            models.Index(fields=["subject_digest"], name="ledger_entry_subject"),
+            models.Index(fields=["leaf_hash"], name="ledger_entry_leaf_hash"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.index} {self.kind} {self.subject_digest[:12]}"

@@ -7,12 +7,14 @@ record can be decided from the log itself, offline, without trusting any timesta
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from . import dsse
@@ -284,42 +286,100 @@ def _take(iterator: Iterator[tuple[int, bytes]], count: int) -> tuple[list[tuple
     return batch, None
 
 
+def _check_batch(batch: list[tuple[int, bytes]], keyring: KeyRing) -> tuple[list[EntryResult], LedgerError | None]:
+    """:func:`check_entry` over ``batch`` up to its first failure: the results before it, and the failure."""
+    results = []
+    for index, envelope in batch:
+        try:
+            results.append(check_entry(envelope, index, keyring))
+        except LedgerError as exc:
+            return results, exc
+    return results, None
+
+
+_WORKER_KEYRING: KeyRing | None = None
+
+
+def _worker_start(keyring: KeyRing) -> None:
+    global _WORKER_KEYRING
+    _WORKER_KEYRING = keyring
+
+
+def _worker_check(batch: list[tuple[int, bytes]]) -> tuple[list[EntryResult], LedgerError | None]:
+    assert _WORKER_KEYRING is not None, "a worker of check_entries starts with its key ring"
+    return _check_batch(batch, _WORKER_KEYRING)
+
+
 def check_entries(
-    entries: Iterable[tuple[int, bytes]], keyring: KeyRing, *, workers: int | None = None, chunk: int = 256
+    entries: Iterable[tuple[int, bytes]], keyring: KeyRing, *, workers: int | None = None, chunk: int = 500
 ) -> Iterator[EntryResult]:
     """:func:`check_entry` over many ``(index, envelope)`` pairs, in parallel, yielding results in input order.
 
-    Ed25519 verification dominates the cost and runs without Python's global lock, so threads scale it across
-    cores (``workers`` defaults to the CPU count). The input is consumed lazily, a bounded number of chunks ahead,
-    and only in the calling thread, so it may read a database cursor. Errors surface in input order: the first
-    failing entry raises as :func:`check_entry` would, and an exception from the input iterator itself is raised only
-    after every entry read before it has been checked and yielded.
+    Ed25519 verification dominates the cost, and ``cryptography`` holds Python's global lock for part of it, so an
+    input of more than one ``chunk`` is checked in ``workers`` forked processes (by default one more than the
+    CPUs). Forking is safe only where no other thread could hold a lock at that moment, so a caller with other
+    threads running, a daemonic worker process (which may not have children), a smaller input or ``workers=1`` is
+    checked in this process. The children only compute: they never touch what they inherit, such as a database
+    connection. The input is consumed lazily, a bounded number of chunks ahead, and only in the calling thread, so
+    it may read a database cursor. Errors surface in input order: the first failing entry raises as
+    :func:`check_entry` would, after every result before it, and an exception from the input iterator itself is
+    raised only after every entry read before it has been checked and yielded.
     """
-    workers = workers or os.cpu_count() or 1
+    workers = workers or _default_workers()
     iterator = iter(entries)
-
-    def run(batch: list[tuple[int, bytes]]) -> list[EntryResult]:
-        return [check_entry(envelope, index, keyring) for index, envelope in batch]
-
-    if workers == 1:
-        while batch := list(islice(iterator, chunk)):
-            yield from run(batch)
+    head, input_error = _take(iterator, chunk + 1)
+    if workers > 1 and len(head) > chunk and input_error is None and _may_fork():
+        yield from _check_in_processes(chain(head, iterator), keyring, workers, chunk)
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check_entries") as pool:
-        pending: deque[Future[list[EntryResult]]] = deque()
+    rest = iter(head) if input_error is not None else chain(head, iterator)
+    while True:
+        batch, error_reading = _take(rest, chunk)
+        results, error = _check_batch(batch, keyring)
+        yield from results
+        if error is not None:
+            raise error
+        if error_reading is not None:
+            raise error_reading
+        if len(batch) < chunk:
+            if input_error is not None:
+                raise input_error
+            return
+
+
+def _default_workers() -> int:
+    """One more worker than CPUs: the calling process mostly waits for results, and the spare worker fills the
+    gaps (measured on 2 CPUs: 100,000 entries in 8.4 s with 3 workers, 9.4-9.7 s with 2)."""
+    cpus = os.cpu_count() or 1
+    return cpus + 1 if cpus > 1 else 1
+
+
+def _may_fork() -> bool:
+    return threading.active_count() == 1 and not multiprocessing.current_process().daemon
+
+
+def _check_in_processes(
+    iterator: Iterator[tuple[int, bytes]], keyring: KeyRing, workers: int, chunk: int
+) -> Iterator[EntryResult]:
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(keyring,)) as pool:
+        pending: deque[Future[tuple[list[EntryResult], LedgerError | None]]] = deque()
         input_error: Exception | None = None
         exhausted = False
         try:
-            while pending or not exhausted:
+            while True:
                 while not exhausted and len(pending) < 2 * workers:
                     batch, input_error = _take(iterator, chunk)
                     if batch:
-                        pending.append(pool.submit(run, batch))
+                        pending.append(pool.submit(_worker_check, batch))
                     exhausted = len(batch) < chunk
-                if pending:
-                    yield from pending.popleft().result()
+                if not pending:
+                    break
+                results, error = pending.popleft().result()
+                yield from results
+                if error is not None:
+                    raise error
         finally:
             for future in pending:
                 future.cancel()
-        if input_error is not None:
-            raise input_error
+    if input_error is not None:
+        raise input_error

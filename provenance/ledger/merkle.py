@@ -122,6 +122,23 @@ class MerkleTree:
         # level -> hash of the frontier subtree at that level; None until first needed.
         self._frontier: dict[int, bytes] | None = None
 
+    @classmethod
+    def from_leaves(cls, leaves: Sequence[bytes]) -> MerkleTree:
+        """The tree of ``leaves`` (leaf hashes, in order) in a new :class:`MemoryNodeStore`, built a level at a time.
+
+        The same nodes as appending the leaves one by one — every perfect subtree (RFC 9162 §2.1.1), each level
+        hashing adjacent pairs of the one below — without the per-append bookkeeping; for rebuilding a whole tree.
+        """
+        store = MemoryNodeStore()
+        level, nodes = 0, list(leaves)
+        if any(not isinstance(leaf, bytes) or len(leaf) != HASH_SIZE for leaf in nodes):
+            raise ValueError(f"a leaf must be a {HASH_SIZE}-byte leaf hash")
+        while nodes:
+            store.nodes.update(((level, index), value) for index, value in enumerate(nodes))
+            nodes = [node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
+            level += 1
+        return cls(store, size=len(leaves))
+
     @property
     def size(self) -> int:
         """The number of leaves in the tree."""

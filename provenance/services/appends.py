@@ -1,14 +1,17 @@
 """Appending signed records: directly, or through the outbox in the caller's transaction.
 
-An append signs, canonicalises and hashes before it takes the head's lock (an envelope does not contain its index,
-so only the tree nodes depend on the head), and writes through cursors, not the ORM, in as few statements as it can:
-on PostgreSQL one statement that updates the head and inserts the entries and their nodes; on SQLite, whose write
-lock BEGIN IMMEDIATE already holds, one update and two inserts.
+An append signs, canonicalises and hashes before it takes the ledger's lock (an envelope does not contain its
+index, so only the tree nodes depend on the head), with the key this process last saw in force. The write checks
+that key under the lock: if another key took over meanwhile it writes nothing, and the append signs again with the
+key in force, holding the lock.
 
-Every head update is guarded by the head the writer built on (size, border and key in force): if the row is not
-that head, the update matches nothing and nothing is inserted. That lets a PostgreSQL writer build on the head its
-process wrote last without reading the row first; when another writer got there in between, it locks the head,
-reads it and writes again, and keeps locking first while other writers are about.
+The write holds the lock as briefly as each database allows:
+- PostgreSQL: one call of the database function ``provenance_append`` (migration 0003). It locks the head row,
+  computes the new tree nodes with the server's sha256(), inserts the entries and their nodes and moves the head.
+  Outside a transaction the call is a transaction of its own, one round trip, so the lock is held for the function
+  and the commit's log flush, never across a round trip to this process.
+- SQLite: BEGIN IMMEDIATE takes the database's write lock; the head is read, the nodes are computed here
+  (MerkleTree.append) and the rows are written through the driver directly.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
 from django.db import connection, transaction
@@ -38,19 +42,8 @@ from provenance.services.tree import _current_key_id, _head_locked, frontier_of
 
 OUTBOX_BATCH = 200
 
-# Rows a statement inserts into each table, well inside PostgreSQL's 65,535 parameters (entries have 8 columns).
-_ROWS_PER_STATEMENT = 2000
-
 Record = tuple[str, Sequence[Sequence[str]], dict, str]  # kind, subjects, predicate, reference
-
-
-@dataclass(frozen=True)
-class _Head:
-    """The head row: tree size, right border ([[level, index, hex hash], ...]) and the key in force."""
-
-    size: int
-    frontier: list
-    key_id: str
+Statement = tuple[str, str, str, bytes]  # kind, subject digest, reference, the statement's bytes
 
 
 @dataclass(frozen=True)
@@ -62,11 +55,9 @@ class _Signed:
     leaf: bytes
 
 
-# The head as this process last wrote it, per database: what the next append builds on without reading the row.
-# Never trusted, only tried: the guarded update decides.
-_LAST_HEAD: dict[str, _Head] = {}
-# Databases where that guess last failed because other processes append too: lock first there.
-_CONTENDED: set[str] = set()
+# The key in force as this process last appended with it, per database: what the next append signs with before it
+# takes the lock. Never trusted, only tried: the write checks it under the lock.
+_KEY_SEEN: dict[str, str] = {}
 
 
 def ledger_append(
@@ -74,24 +65,17 @@ def ledger_append(
 ) -> LedgerEntry:
     """Sign a record and append it now. Most callers use record_enqueue instead, inside their own transaction.
     ``reference`` says whose record it is in the caller's terms (e.g. ``cue:<uuid>``), for look-ups."""
-    record = (kind, subjects[0][1], reference, _statement_check(kind, subjects, predicate))
-    database = _database()
-    guess = _LAST_HEAD.get(database)
-    signed_by = guess.key_id if guess is not None else None
-    signed = _sign_ahead(record, signed_by)
+    statement = (kind, subjects[0][1], reference, _statement_check(kind, subjects, predicate))
+    key_id = _KEY_SEEN.get(_database())
+    signed = _sign_ahead(statement, key_id)
+    if key_id is not None and signed is not None:
+        entries = _write(key_id, signed)
+        if entries is not None:
+            return entries[0]
+    # A new ledger, a new process or another key in force: sign under the lock, with the key the head names.
     with transaction.atomic():
-        if guess is not None and signed is not None and connection.vendor == "postgresql":
-            if database not in _CONTENDED:
-                entries = _write(guess, guess.key_id, signed)
-                if entries is not None:
-                    return entries[0]
-                _CONTENDED.add(database)
-        head = _head_read_locked()
-        if head == guess:
-            _CONTENDED.discard(database)
-        if signed is None or head.key_id != signed_by:
-            signed = _sign([record], head.key_id)
-        entries = _write(head, head.key_id, signed)
+        key_id = _current_key_id(_head_locked())
+        entries = _write(key_id, _sign([statement], key_id))
         if entries is None:
             raise _head_moved()
         return entries[0]
@@ -116,7 +100,6 @@ def _append_all(head: LedgerHead, records: Sequence[Record]) -> list[LedgerEntry
     signing and hashing first, in memory, then the writes, however many records there are."""
     if not records:
         return []
-    stored = _Head(head.size, head.frontier, head.key_id)
     key_id = _current_key_id(head)
     statements = [
         (
@@ -127,15 +110,14 @@ def _append_all(head: LedgerHead, records: Sequence[Record]) -> list[LedgerEntry
         )
         for kind, subjects, predicate, reference in records
     ]
-    entries = _write(stored, key_id, _sign(statements, key_id))
+    entries = _write(key_id, _sign(statements, key_id))
     if entries is None:
         raise _head_moved()
-    new = _LAST_HEAD[_database()]
-    head.size, head.frontier, head.key_id = new.size, new.frontier, new.key_id
+    head.refresh_from_db(fields=["size", "frontier"])
     return entries
 
 
-def _sign(statements: Sequence[tuple[str, str, str, bytes]], key_id: str) -> list[_Signed]:
+def _sign(statements: Sequence[Statement], key_id: str) -> list[_Signed]:
     signer = signer_for(key_id)
     signed = []
     for kind, subject_digest, reference, payload in statements:
@@ -144,7 +126,7 @@ def _sign(statements: Sequence[tuple[str, str, str, bytes]], key_id: str) -> lis
     return signed
 
 
-def _sign_ahead(statement: tuple[str, str, str, bytes], key_id: str | None) -> list[_Signed] | None:
+def _sign_ahead(statement: Statement, key_id: str | None) -> list[_Signed] | None:
     """Sign with the key this process last saw in force, before any lock; None if there is none to use (a key
     retired and destroyed meanwhile is found out under the lock, which signs again with the key in force)."""
     if key_id is None:
@@ -155,123 +137,113 @@ def _sign_ahead(statement: tuple[str, str, str, bytes], key_id: str | None) -> l
         return None
 
 
-def _head_read_locked() -> _Head:
-    """Lock and read the head in the current transaction (SQLite holds its write lock from BEGIN IMMEDIATE); a new
-    ledger gets its head row and first key here."""
-    with connection.cursor() as cursor:
-        cursor.execute(_HEAD_LOCK if connection.vendor == "postgresql" else _HEAD_READ)
-        row = cursor.fetchone()
-    if row is None or not row[2]:
-        head = _head_locked()
-        _current_key_id(head)
-        head.save(update_fields=["key_id"])
-        return _Head(head.size, head.frontier, head.key_id)
-    size, frontier, key_id = row
-    return _Head(size, json.loads(frontier) if isinstance(frontier, str) else frontier, key_id)
-
-
-def _write(head: _Head, key_id: str, signed: Sequence[_Signed]) -> list[LedgerEntry] | None:
-    """Append ``signed`` (signed by ``key_id``) to the tree of ``head``: the entries, their tree nodes and the new
-    head, provided the head row still is ``head``; otherwise write nothing and return None."""
-    store = MemoryNodeStore()
-    for level, index, value in head.frontier:
-        store.put(level, index, bytes.fromhex(value))
-    tree = MerkleTree(store, size=head.size)
+def _write(key_id: str, signed: Sequence[_Signed]) -> list[LedgerEntry] | None:
+    """Append ``signed`` (signed by ``key_id``) at the end of the ledger: the entries, their tree nodes and the new
+    head, under the ledger's lock, provided ``key_id`` is the key the head has in force; otherwise write nothing and
+    return None."""
     now = timezone.now()
-    created_at = connection.ops.adapt_datetimefield_value(now)
-    entries, entry_rows, node_rows = [], [], []
-    for item in signed:
-        index, leaf = tree.size, item.leaf.hex()
-        entries.append(
-            LedgerEntry(
-                index=index,
-                leaf_hash=leaf,
-                envelope=item.envelope,
-                subject_digest=item.subject_digest,
-                reference=item.reference,
-                kind=item.kind,
-                key_id=key_id,
-                created_at=now,
-            )
+    if connection.vendor == "postgresql":
+        first = _write_postgresql(key_id, signed, now)
+    else:
+        first = _write_sqlite(key_id, signed, now)
+    if first is None:
+        return None
+    _KEY_SEEN[_database()] = key_id
+    entries = []
+    for offset, item in enumerate(signed):
+        entry = LedgerEntry(
+            index=first + offset,
+            leaf_hash=item.leaf.hex(),
+            envelope=item.envelope,
+            subject_digest=item.subject_digest,
+            reference=item.reference,
+            kind=item.kind,
+            key_id=key_id,
+            created_at=now,
         )
-        entry_rows.append(
-            (index, leaf, item.envelope, item.subject_digest, item.reference, item.kind, key_id, created_at)
-        )
-        node_rows.extend(tree.append(item.leaf))
-    new = _Head(tree.size, frontier_of(store, tree.size), key_id)
-    guard = [json.dumps(new.frontier), new.size, key_id, head.size, head.key_id, json.dumps(head.frontier)]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            if not _write_postgresql(cursor, guard, entry_rows, node_rows):
-                return None
-        else:
-            cursor.execute(_HEAD_UPDATE_SQLITE, guard)
-            if cursor.rowcount != 1:
-                return None
-            cursor.executemany(_ENTRY_INSERT + " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", entry_rows)
-            cursor.executemany(_NODE_INSERT + " VALUES (%s, %s, %s)", node_rows)
-    for entry in entries:
         entry._state.adding, entry._state.db = False, connection.alias
-    _LAST_HEAD[_database()] = new
+        entries.append(entry)
     return entries
 
 
-_HEAD_READ = "SELECT size, frontier, key_id FROM provenance_ledgerhead WHERE id = 1"
-_HEAD_LOCK = _HEAD_READ + " FOR UPDATE"
-_HEAD_UPDATE = "UPDATE provenance_ledgerhead SET frontier = %s, size = %s, key_id = %s WHERE id = 1 AND size = %s"
-# Compared as JSON values, not as text: the row's text need not be spelt as json.dumps spells it.
-_HEAD_UPDATE_SQLITE = _HEAD_UPDATE + " AND key_id = %s AND json(frontier) = json(%s)"
-_HEAD_UPDATE_CTE = (
-    "WITH head AS (UPDATE provenance_ledgerhead SET frontier = %s::jsonb, size = %s, key_id = %s"
-    " WHERE id = 1 AND size = %s AND key_id = %s AND frontier = %s::jsonb RETURNING id),"
-)
-_ENTRY_INSERT = (
-    'INSERT INTO provenance_ledgerentry ("index", leaf_hash, envelope, subject_digest, reference, kind, key_id, '
-    "created_at)"
-)
-_NODE_INSERT = 'INSERT INTO provenance_merklenode (level, "index", hash)'
-
-
-def _write_postgresql(cursor, guard: list, entry_rows: list, node_rows: list) -> bool:
-    """One statement for the head and the first rows: the inserts take their rows only if the guarded update took
-    the head, so a writer whose head was stale leaves no trace."""
-    entries, nodes = entry_rows[:_ROWS_PER_STATEMENT], node_rows[:_ROWS_PER_STATEMENT]
-    # Only placeholders are formatted into the statement; every value goes as a parameter.
-    sql = " ".join(
-        (
-            _HEAD_UPDATE_CTE,
-            f"entries AS ({_ENTRY_INSERT} SELECT v.* FROM head, ({_values(entries)}) v),",  # noqa: S608
-            f"nodes AS ({_NODE_INSERT} SELECT v.* FROM head, ({_values(nodes)}) v)",  # noqa: S608
-            "SELECT count(*) FROM head",
-        )
-    )
+def _write_postgresql(key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
     import psycopg  # only ever needed on PostgreSQL
 
-    # Bound on the server, so that psycopg prepares the statement once a connection has run it a few times: a
-    # single append's statement has only a handful of shapes (by its node count), planned once instead of each time.
-    with psycopg.Cursor(connection.connection) as server_bound:
-        server_bound.execute(sql, [*guard, *_flat(entries), *_flat(nodes)])
-        row = server_bound.fetchone()
-    if row is None or row[0] != 1:
-        return False
-    for first in range(_ROWS_PER_STATEMENT, max(len(entry_rows), len(node_rows)), _ROWS_PER_STATEMENT):
-        for insert, rows in ((_ENTRY_INSERT, entry_rows), (_NODE_INSERT, node_rows)):
-            chunk = rows[first : first + _ROWS_PER_STATEMENT]
-            if chunk:
-                cursor.execute(f"{insert} {_values(chunk)}", _flat(chunk))
-    return True
+    connection.ensure_connection()
+    # Outside the caller's transaction the call is a transaction of its own, which may let go of the head without
+    # waiting for the log flush when other writers wait for it (migration 0003); this then waits for the flush.
+    alone = not connection.in_atomic_block
+    if len(signed) == 1:
+        item = signed[0]
+        sql = "SELECT * FROM provenance_append_entry(%s, %s, %s, %s, %s, %s, %s, %s)"
+        params = [key_id, item.envelope, item.leaf, item.subject_digest, item.reference, item.kind, now, alone]
+    else:  # arrays cost more to send than one entry's values, so only batches use them
+        sql = (
+            "SELECT * FROM provenance_append(%s, %s::bytea[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s, %s)"
+        )
+        params = [
+            key_id,
+            [item.envelope for item in signed],
+            [item.leaf for item in signed],
+            [item.subject_digest for item in signed],
+            [item.reference for item in signed],
+            [item.kind for item in signed],
+            now,
+            alone,
+        ]
+    # Bound on the server, so that psycopg prepares each statement once a connection has run it a few times.
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
+        first, flush_deferred = cursor.fetchone() or (-1, False)
+        if flush_deferred:
+            cursor.execute(_FLUSH)
+    return None if first < 0 else first
 
 
-def _flat(rows: Sequence[Sequence]) -> list:
-    return [value for row in rows for value in row]
+# A transaction that writes to the log and commits synchronously: its flush covers every commit logged before it.
+_FLUSH = "SELECT pg_logical_emit_message(true, 'cueledger', 'ledger append flushed')"
 
 
-def _values(rows: Sequence[Sequence]) -> str:
-    return "VALUES " + ", ".join(f"({_marks(len(row))})" for row in rows)
+def _write_sqlite(key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
+    with transaction.atomic():  # BEGIN IMMEDIATE: the database's write lock, held to the end
+        raw = connection.connection  # the driver's own connection: no placeholder rewriting per statement
+        row = raw.execute(_HEAD_READ).fetchone()
+        if row is None or not key_id or row[2] != key_id:
+            return None
+        first, border = row[0], json.loads(row[1])
+        store = MemoryNodeStore()
+        for level, index, value in border:
+            store.put(level, index, bytes.fromhex(value))
+        tree = MerkleTree(store, size=first)
+        created_at = connection.ops.adapt_datetimefield_value(now)
+        entry_rows, node_rows = [], []
+        for item in signed:
+            entry_rows.append(
+                (
+                    tree.size,
+                    item.leaf.hex(),
+                    item.envelope,
+                    item.subject_digest,
+                    item.reference,
+                    item.kind,
+                    key_id,
+                    created_at,
+                )
+            )
+            node_rows.extend(tree.append(item.leaf))
+        raw.execute(_HEAD_UPDATE, (tree.size, json.dumps(frontier_of(store, tree.size))))
+        raw.executemany(_ENTRY_INSERT, entry_rows)
+        raw.executemany(_NODE_INSERT, node_rows)
+    return first
 
 
-def _marks(count: int) -> str:
-    return ", ".join(["%s"] * count)
+_HEAD_READ = "SELECT size, frontier, key_id FROM provenance_ledgerhead WHERE id = 1"
+_HEAD_UPDATE = "UPDATE provenance_ledgerhead SET size = ?, frontier = ? WHERE id = 1"
+_ENTRY_INSERT = (
+    'INSERT INTO provenance_ledgerentry ("index", leaf_hash, envelope, subject_digest, reference, kind, key_id, '
+    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_NODE_INSERT = 'INSERT INTO provenance_merklenode (level, "index", hash) VALUES (?, ?, ?)'
 
 
 def _database() -> str:

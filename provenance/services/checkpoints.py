@@ -28,7 +28,6 @@ def checkpoint_create() -> Checkpoint:
                 "ledger_head_corrupt", "The ledger head disagrees with its tree; run `ledger verify`.", http_status=500
             )
         key_id = _current_key_id(head)
-        head.save(update_fields=["key_id"])
         body = NoteCheckpoint(origin(), head.size, root).body()
         return Checkpoint.objects.create(
             size=head.size,

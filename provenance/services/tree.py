@@ -70,13 +70,12 @@ def current_key_id() -> str:
     """The id of the signing key in force (making the ledger's first key if it has none)."""
     with transaction.atomic():
         head = _head_locked()
-        key_id = _current_key_id(head)
-        head.save(update_fields=["key_id"])
-        return key_id
+        return _current_key_id(head)
 
 
 def _current_key_id(head: LedgerHead) -> str:
-    """The key in force, as the locked head records it; a new ledger makes its first key here."""
+    """The key in force, as the locked head records it; a new ledger makes its first key here and records it on the
+    head."""
     if not head.key_id:
         key = SigningKey.objects.filter(valid_until_index__isnull=True).first()
         if key is None:
@@ -85,4 +84,5 @@ def _current_key_id(head: LedgerHead) -> str:
                 key_id=identifier, name=origin(), public_key=public, valid_from_index=head.size
             )
         head.key_id = key.key_id
+        head.save(update_fields=["key_id"])
     return head.key_id

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
+
+from django.db import connection, transaction
 
 from provenance.ledger import (
     Checkpoint as NoteCheckpoint,
@@ -11,13 +14,13 @@ from provenance.ledger import (
 from provenance.ledger import (
     KeyRing,
     LedgerError,
-    MemoryNodeStore,
     MerkleTree,
+    NodeStore,
     b64,
     check_entries,
     open_note,
 )
-from provenance.models import Checkpoint, LedgerEntry, LedgerHead, MerkleNode, SigningKey
+from provenance.models import Checkpoint, LedgerHead, SigningKey
 from provenance.records import PREDICATE_TYPES
 from provenance.services.rotation import keyring
 from provenance.services.tree import frontier_of
@@ -55,50 +58,69 @@ def ledger_verify() -> LedgerReport:
     head = LedgerHead.objects.filter(pk=1).first()
     size = head.size if head else 0
     ring = keyring()
-    store = MemoryNodeStore()
-    tree = MerkleTree(store)
     checkpoints = list(Checkpoint.objects.filter(size__lte=size).order_by("size"))
-    rows = (
-        LedgerEntry.objects.filter(index__lt=size)
-        .order_by("index")
-        .values_list("index", "envelope", "leaf_hash")
-        .iterator(2000)
-    )
     stored_leaves: dict[int, str] = {}
+    leaves: list[bytes] = []
     windows = _KeyWindows()
 
-    def entries() -> Iterable[tuple[int, bytes]]:
-        for expected, (index, envelope, stored_leaf) in enumerate(rows):
-            if index != expected:
-                raise LedgerError("entry_missing", f"entry {expected} is missing (the next is {index})", index=expected)
-            stored_leaves[index] = stored_leaf
-            yield index, bytes(envelope)
+    with _streamed(_ENTRIES, [size]) as cursor:
 
-    try:
-        count = 0
-        for result in check_entries(entries(), ring):
-            if result.leaf_hash.hex() != stored_leaves.pop(result.index):
+        def entries() -> Iterable[tuple[int, bytes]]:
+            expected = 0
+            while rows := cursor.fetchmany(2000):
+                for index, envelope, stored_leaf in rows:
+                    if index != expected:
+                        raise LedgerError(
+                            "entry_missing", f"entry {expected} is missing (the next is {index})", index=expected
+                        )
+                    stored_leaves[index] = stored_leaf
+                    expected += 1
+                    yield index, bytes(envelope)
+
+        try:
+            with closing(check_entries(entries(), ring)) as results:
+                for result in results:
+                    if result.leaf_hash.hex() != stored_leaves.pop(result.index):
+                        raise LedgerError(
+                            "leaf_hash_mismatch", "the stored leaf hash is not the envelope's", index=result.index
+                        )
+                    windows.see(result)
+                    leaves.append(result.leaf_hash)
+            if len(leaves) != size:
                 raise LedgerError(
-                    "leaf_hash_mismatch", "the stored leaf hash is not the envelope's", index=result.index
+                    "size_mismatch", f"the head says {size} entries, the table holds {len(leaves)}", index=len(leaves)
                 )
-            windows.see(result)
-            tree.append(result.leaf_hash)
-            count += 1
-        if count != size:
-            raise LedgerError("size_mismatch", f"the head says {size} entries, the table holds {count}", index=count)
-        windows.compare(SigningKey.objects.all())
-        _compare_nodes(store, size)
-        if head and head.frontier != frontier_of(store, size):
-            raise LedgerError("head_frontier_mismatch", "the head's cached tree border is wrong", index=size - 1)
-        for checkpoint in checkpoints:
-            _verify_checkpoint(checkpoint, tree, ring, size)
-    except LedgerError as exc:
-        return LedgerReport(size, len(checkpoints), False, exc.index, exc.code, exc.detail)
-    finally:
-        # Close the streaming query now: on PostgreSQL it is a server-side cursor, and one left to the garbage
-        # collector would be closed later inside whatever transaction the connection is running, aborting it.
-        rows.close()
+            windows.compare(SigningKey.objects.all())
+            tree = MerkleTree.from_leaves(leaves)
+            _compare_nodes(tree.store, size)
+            if head and head.frontier != frontier_of(tree.store, size):
+                raise LedgerError("head_frontier_mismatch", "the head's cached tree border is wrong", index=size - 1)
+            for checkpoint in checkpoints:
+                _verify_checkpoint(checkpoint, tree, ring, size)
+        except LedgerError as exc:
+            return LedgerReport(size, len(checkpoints), False, exc.index, exc.code, exc.detail)
     return LedgerReport(size, len(checkpoints), True)
+
+
+@contextmanager
+def _streamed(sql: str, params: list) -> Iterator:
+    """A cursor streaming the rows of ``sql`` (read with ``fetchmany``) straight from the database, not through
+    model instances: at 100,000 entries the ORM's per-row work costs about as much as a second of signature checks.
+    On PostgreSQL the rows come in binary, which halves the reading again (no hex text for the envelopes)."""
+    if connection.vendor != "postgresql":
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql, params)
+            yield cursor
+        return
+    connection.ensure_connection()
+    # A server-side cursor lives in a transaction; the name is unique per cursor, as both may be open at once.
+    with transaction.atomic(), connection.connection.cursor(name=f"ledger_verify_{id(sql)}", binary=True) as cursor:
+        cursor.execute(sql, params)
+        yield cursor
+
+
+_ENTRIES = 'SELECT "index", envelope, leaf_hash FROM provenance_ledgerentry WHERE "index" < %s ORDER BY "index"'
+_NODES = 'SELECT level, "index", hash FROM provenance_merklenode ORDER BY level, "index"'
 
 
 class _KeyWindows:
@@ -150,15 +172,19 @@ class _KeyWindows:
                 )
 
 
-def _compare_nodes(recomputed: MemoryNodeStore, size: int) -> None:
+def _compare_nodes(recomputed: NodeStore, size: int) -> None:
     """Every stored node within the first ``size`` leaves equals the recomputed one, and none is missing."""
     found = 0
-    for level, index, value in MerkleNode.objects.order_by("level", "index").values_list("level", "index", "hash"):
-        if (index + 1) << level > size:
-            continue  # completed by an append after this verification began
-        if recomputed.get(level, index) != bytes(value):
-            raise LedgerError("tree_node_mismatch", f"stored node {level}/{index} differs", index=index << level)
-        found += 1
+    with _streamed(_NODES, []) as cursor:
+        while rows := cursor.fetchmany(5000):
+            for level, index, value in rows:
+                if (index + 1) << level > size:
+                    continue  # completed by an append after this verification began
+                if recomputed.get(level, index) != bytes(value):
+                    raise LedgerError(
+                        "tree_node_mismatch", f"stored node {level}/{index} differs", index=index << level
+                    )
+                found += 1
     expected = sum(size >> level for level in range(size.bit_length()))
     if found != expected:
         raise LedgerError("tree_node_missing", f"{expected - found} tree node(s) are missing", index=size - 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -20,6 +21,7 @@ from provenance.ledger import (
     note_key_id,
     sign_envelope,
 )
+from provenance.ledger import keyring as keyring_module
 
 from .helpers import ORIGIN, PREDICATE, Ledger, cue_statement, ledger_key, seeded_key
 
@@ -156,6 +158,8 @@ def test_check_entry_errors_name_the_entry():
 
 
 def test_check_entries_in_order_and_in_parallel():
+    """The suite runs in one thread, so workers > 1 fork: the results come back from other processes."""
+    assert keyring_module._may_fork(), "this test must run where check_entries forks its workers"
     ledger = Ledger.with_rotation(entries=40, rotate_at=17)
     ring = KeyRing(ledger.ledger_keys)
     pairs = list(enumerate(ledger.envelopes))
@@ -201,3 +205,28 @@ def test_check_entries_reports_input_errors_after_earlier_entries():
         for result in check_entries(rows(None), ring, workers=2, chunk=4):
             seen.append(result.index)
     assert seen == list(range(9))
+
+
+def test_check_entries_forks_only_where_it_is_safe(monkeypatch):
+    ledger = Ledger.with_rotation(entries=12)
+    ring = KeyRing(ledger.ledger_keys)
+    pairs = list(enumerate(ledger.envelopes))
+    expected = [check_entry(envelope, index, ring) for index, envelope in pairs]
+    forked = []
+    real = keyring_module._check_in_processes
+    monkeypatch.setattr(keyring_module, "_check_in_processes", lambda *args: forked.append(True) or real(*args))
+    assert list(check_entries(pairs, ring, workers=2, chunk=4)) == expected
+    assert forked == [True]
+    # Another thread running (it could hold a lock a forked child would inherit): checked here instead.
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert list(check_entries(pairs, ring, workers=2, chunk=4)) == expected
+    finally:
+        release.set()
+        other.join()
+    assert forked == [True]
+    # An input of one chunk or less is not worth a process either.
+    assert list(check_entries(pairs, ring, workers=2, chunk=12)) == expected
+    assert forked == [True]

@@ -397,3 +397,23 @@ def test_store_may_return_other_bytes_like_values():
     assert all(type(p) is bytes for p in proof)
     verify_inclusion(leaves[5], 5, 13, proof, resumed.root())
     verify_consistency(7, 13, resumed.root(7), resumed.root(), resumed.consistency_proof(7))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.binary(max_size=8), max_size=300))
+def test_a_tree_built_from_its_leaves_holds_what_appends_would(data):
+    leaves = [leaf_hash(item) for item in data]
+    appended = MerkleTree(MemoryNodeStore())
+    for value in leaves:
+        appended.append(value)
+    built = MerkleTree.from_leaves(leaves)
+    assert built.size == len(leaves)
+    assert built.store.nodes == appended.store.nodes
+    assert built.root() == root_of(leaves)
+    if leaves:
+        assert built.inclusion_proof(len(leaves) // 2) == appended.inclusion_proof(len(leaves) // 2)
+
+
+def test_a_tree_built_from_leaves_refuses_what_is_not_a_leaf_hash():
+    with pytest.raises(ValueError, match="32-byte"):
+        MerkleTree.from_leaves([leaf_hash(b"a"), b"short"])

@@ -1,0 +1,196 @@
+"""Appends sign before the lock with the key last seen in force; the write checks it under the lock. On PostgreSQL
+the write is one database function, which must build the tree MerkleTree builds, and which lets go of the head
+before the log flush only where its caller then waits for the flush."""
+
+import sqlite3
+import threading
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+
+from cueledger.settings import _database
+from provenance import services
+from provenance.ledger import MerkleTree
+from provenance.models import LedgerEntry, LedgerHead, MerkleNode, OutboxRecord
+from provenance.services import appends
+from tests.provenance.factories import DIGEST, clearance
+
+pytestmark = pytest.mark.django_db
+
+postgresql_only = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'",
+    reason="the append function exists on PostgreSQL only (SQLite appends in Python)",
+)
+
+
+def _statement(n: int) -> appends.Statement:
+    predicate = {"decision": "cleared", "decided_by": "legal", "reason": f"append {n}"}
+    return ("clearance", DIGEST, "cue:append", appends._statement_check("clearance", [(f"a-{n}", DIGEST)], predicate))
+
+
+def test_a_write_signed_by_a_key_not_in_force_writes_nothing():
+    clearance(0)
+    retired = LedgerHead.objects.get(pk=1).key_id
+    signed = appends._sign([_statement(1)], retired)
+    services.key_rotate()
+    nodes = MerkleNode.objects.count()
+    assert appends._write(retired, signed) is None
+    assert appends._write("11" * 32, signed) is None
+    assert LedgerEntry.objects.count() == 2 and MerkleNode.objects.count() == nodes
+    assert LedgerHead.objects.get(pk=1).size == 2
+    assert services.ledger_verify().ok
+
+
+@pytest.mark.parametrize("guess", ["11" * 32, None], ids=["a key never seen here", "no guess yet"])
+def test_an_append_on_a_wrong_guess_of_the_key_signs_again_with_the_key_in_force(guess):
+    clearance(0)
+    database = appends._database()
+    if guess is None:
+        appends._KEY_SEEN.pop(database, None)
+    else:
+        appends._KEY_SEEN[database] = guess
+    entry = clearance(1)
+    assert entry.index == 1 and entry.key_id == LedgerHead.objects.get(pk=1).key_id
+    assert appends._KEY_SEEN[database] == entry.key_id
+    assert list(LedgerEntry.objects.values_list("index", flat=True)) == [0, 1]
+    services.checkpoint_create()
+    assert services.ledger_verify().ok
+
+
+def test_after_a_rotation_the_next_append_is_signed_by_the_new_key():
+    clearance(0)
+    new_key = services.key_rotate()
+    entry = clearance(1)
+    assert entry.index == 2 and entry.key_id == new_key.key_id
+    assert LedgerEntry.objects.get(index=2).key_id == new_key.key_id
+    services.checkpoint_create()
+    assert services.ledger_verify().ok
+
+
+def test_single_appends_and_batches_build_the_tree_merkle_tree_builds():
+    for n in range(11):
+        clearance(n)
+    for n in range(23):  # the outbox drain appends these as one batch
+        services.record_enqueue(
+            kind="clearance",
+            subjects=[(f"queued-{n}", DIGEST)],
+            predicate={"decision": "cleared", "decided_by": "legal", "reason": f"queued {n}"},
+        )
+    assert services.outbox_drain() == 23 and not OutboxRecord.objects.exists()
+    clearance(99)
+    leaves = [bytes.fromhex(h) for h in LedgerEntry.objects.order_by("index").values_list("leaf_hash", flat=True)]
+    assert len(leaves) == 35
+    stored = {
+        (level, index): bytes(value) for level, index, value in MerkleNode.objects.values_list("level", "index", "hash")
+    }
+    tree = MerkleTree.from_leaves(leaves)
+    assert stored == tree.store.nodes
+    assert LedgerHead.objects.get(pk=1).frontier == services.frontier_of(tree.store, 35)
+
+
+@postgresql_only
+def test_the_append_function_refuses_mismatched_arrays():
+    key_id = services.current_key_id()
+    with pytest.raises(Exception, match="as many envelopes"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM provenance_append(%s, %s::bytea[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s,"
+            " false)",
+            [key_id, [b"{}", b"{}"], [b"\0" * 32], [DIGEST], [""], ["clearance"], datetime.now(UTC)],
+        )
+    assert not LedgerEntry.objects.exists()
+
+
+def _raw_connection() -> psycopg.Connection:
+    settings = connection.settings_dict
+    return psycopg.connect(
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname=settings["NAME"],
+        autocommit=True,
+    )
+
+
+def _append_raw(conn: psycopg.Connection, key_id: str, n: int, defer: bool) -> tuple[int, bool]:
+    (kind, digest, reference, payload), signer = _statement(n), services.signer_for(key_id)
+    envelope = appends.sign_envelope(payload, signer)
+    return conn.execute(
+        "SELECT * FROM provenance_append_entry(%s, %s, %s, %s, %s, %s, %s, %s)",
+        [key_id, envelope, appends.leaf_hash(envelope), digest, reference, kind, datetime.now(UTC), defer],
+    ).fetchone()
+
+
+@postgresql_only
+@pytest.mark.parametrize("defer", [True, False], ids=["caller will flush", "caller's transaction"])
+def test_only_a_writer_that_waited_for_the_head_and_may_defer_its_flush_defers_it(transactional_db, defer):
+    key_id = services.current_key_id()
+    clearance(0)
+    holder, writer = _raw_connection(), _raw_connection()
+    try:
+        assert _append_raw(writer, key_id, 1, defer) == (1, False)  # nobody else about: flushed as it commits
+        result = []
+        with holder.transaction():
+            holder.execute("SELECT size FROM provenance_ledgerhead WHERE id = 1 FOR UPDATE")
+            waiting = threading.Thread(target=lambda: result.append(_append_raw(writer, key_id, 2, defer)))
+            waiting.start()
+            waiting.join(timeout=1)
+            assert waiting.is_alive(), "the append should wait for the head"
+        waiting.join(timeout=30)
+        assert result == [(2, defer)]
+    finally:
+        holder.close()
+        writer.close()
+    assert services.ledger_verify().ok
+
+
+@postgresql_only
+def test_a_write_whose_flush_was_deferred_waits_for_the_flush(transactional_db, monkeypatch):
+    """Whether the log reached the disk cannot be seen from here; what can is that the write sends the statement
+    that waits for it, when and only when the function deferred the flush."""
+    key_id = services.current_key_id()
+    clearance(0)
+    sent = []
+    real_execute = psycopg.Cursor.execute
+
+    def execute(self, query, params=None, **kwargs):
+        sent.append(query)
+        return real_execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    assert appends._write(key_id, appends._sign([_statement(1)], key_id))[0].index == 1
+    assert appends._FLUSH not in sent
+    holder = _raw_connection()
+    try:
+        with holder.transaction():
+            holder.execute("SELECT size FROM provenance_ledgerhead WHERE id = 1 FOR UPDATE")
+            entries = []
+
+            def append():
+                entries.extend(appends._write(key_id, appends._sign([_statement(2)], key_id)))
+                connection.close()  # this thread's own connection
+
+            waiting = threading.Thread(target=append)
+            waiting.start()
+            waiting.join(timeout=1)
+            assert waiting.is_alive()
+        waiting.join(timeout=30)
+    finally:
+        holder.close()
+    assert [entry.index for entry in entries] == [2]
+    assert sent.count(appends._FLUSH) == 1
+    assert services.ledger_verify().ok
+
+
+def test_sqlite_connections_flush_every_commit(tmp_path):
+    """PostgreSQL waits for the log flush at every commit by default; SQLite must be told to (synchronous=FULL)."""
+    config = _database(f"sqlite:///{tmp_path / 'flush.sqlite3'}")
+    database = sqlite3.connect(config["NAME"])
+    try:
+        database.executescript(config["OPTIONS"]["init_command"])
+        assert database.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert database.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    finally:
+        database.close()
