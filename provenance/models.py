@@ -57,13 +57,10 @@ class LedgerEntry(models.Model):
     class Meta:
         ordering = ["index"]
         verbose_name_plural = "ledger entries"
-        # Only the look-ups that are made: every append updates each index. (Plain indexes, not db_index, which on
-        # PostgreSQL adds a second, pattern-matching index per text column.)
-        indexes = [
-            models.Index(fields=["reference", "index"], name="ledger_entry_reference"),
-            models.Index(fields=["subject_digest"], name="ledger_entry_subject"),
-            models.Index(fields=["leaf_hash"], name="ledger_entry_leaf_hash"),
-        ]
+        # Only the look-up that is made (a cue's records, in order): every append writes each index, and an index on
+        # a hash column writes to a random page each time. (A plain index, not db_index, which on PostgreSQL adds a
+        # second, pattern-matching index per text column.)
+        indexes = [models.Index(fields=["reference", "index"], name="ledger_entry_reference")]
 
     def __str__(self) -> str:
         return f"#{self.index} {self.kind} {self.subject_digest[:12]}"

@@ -95,10 +95,19 @@ def sign_envelope(payload: bytes, signer: Signer, payload_type: str = PAYLOAD_TY
     8785; the signature covers :func:`pae` of the type and payload. These bytes are a ledger entry.
     """
     signature = signer.sign(pae(payload_type, payload))
+    payload_b64, sig_b64 = b64(payload), b64(signature)
+    # The common case in the form _FAST_ENVELOPE recognises, which is canonical_json's output for these values
+    # whenever it matches; anything else goes through canonical_json.
+    fast = (
+        f'{{"payload":"{payload_b64}","payloadType":"{payload_type}",'
+        f'"signatures":[{{"keyid":"{signer.key_id}","sig":"{sig_b64}"}}]}}'
+    ).encode()
+    if _FAST_ENVELOPE.fullmatch(fast):
+        return fast
     envelope = {
-        "payload": b64(payload),
+        "payload": payload_b64,
         "payloadType": payload_type,
-        "signatures": [{"keyid": signer.key_id, "sig": b64(signature)}],
+        "signatures": [{"keyid": signer.key_id, "sig": sig_b64}],
     }
     return canonical_json(envelope)
 

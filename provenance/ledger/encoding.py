@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 import rfc8785
@@ -21,10 +22,44 @@ def canonical_json(obj: Any) -> bytes:
     there is no insignificant whitespace (RFC 8785 §3.2). Integers outside the IEEE 754 safe range, NaN, infinities and
     lone surrogates cannot be canonicalised and raise :class:`MalformedError` ``json_not_canonical``.
     """
+    if _plain(obj):
+        # For these values the standard library's compact, key-sorted output is the same text (member names below
+        # U+D800 sort alike by code point and by UTF-16 code unit; both escape only '"', '\\' and controls, the
+        # controls as \b \f \n \r \t or lowercase \u00xx; integers in the safe range print alike), in C.
+        try:
+            return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: refused below, as RFC 8785 refuses it
     try:
         return rfc8785.dumps(obj)
-    except rfc8785.CanonicalizationError as exc:
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:  # the latter: a lone surrogate in a name
         raise MalformedError("json_not_canonical", f"value cannot be serialised as RFC 8785 JSON: {exc}") from None
+
+
+_SAFE_INTEGER = 2**53 - 1  # RFC 8785 §3.2.2.3: numbers are IEEE 754 doubles; larger integers lose their value
+_LOW_NAME = re.compile("[\x00-\ud7ff]*")
+
+
+def _plain(obj: Any) -> bool:
+    """Whether ``obj`` holds only dicts with member names below U+D800, lists, strings, booleans, None and integers
+    in the safe range: no floats (ECMAScript writes those its own way), nothing the standard library would coerce."""
+    pending = [obj]
+    while pending:
+        value = pending.pop()
+        kind = type(value)
+        if kind is dict:
+            for name, member in value.items():
+                if type(name) is not str or not _LOW_NAME.fullmatch(name):
+                    return False
+                pending.append(member)
+        elif kind is list:
+            pending.extend(value)
+        elif kind is int:
+            if not -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+                return False
+        elif kind is not str and kind is not bool and value is not None:
+            return False
+    return True
 
 
 def b64(data: bytes) -> str:

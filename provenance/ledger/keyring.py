@@ -286,13 +286,13 @@ def _take(iterator: Iterator[tuple[int, bytes]], count: int) -> tuple[list[tuple
     return batch, None
 
 
-def _check_batch(batch: list[tuple[int, bytes]], keyring: KeyRing) -> tuple[list[EntryResult], LedgerError | None]:
+def _check_batch(batch: list[tuple[int, bytes]], keyring: KeyRing) -> tuple[list[EntryResult], Exception | None]:
     """:func:`check_entry` over ``batch`` up to its first failure: the results before it, and the failure."""
     results = []
     for index, envelope in batch:
         try:
             results.append(check_entry(envelope, index, keyring))
-        except LedgerError as exc:
+        except Exception as exc:  # a LedgerError, or a bug: either way, after the results before it
             return results, exc
     return results, None
 
@@ -305,7 +305,7 @@ def _worker_start(keyring: KeyRing) -> None:
     _WORKER_KEYRING = keyring
 
 
-def _worker_check(batch: list[tuple[int, bytes]]) -> tuple[list[EntryResult], LedgerError | None]:
+def _worker_check(batch: list[tuple[int, bytes]]) -> tuple[list[EntryResult], Exception | None]:
     assert _WORKER_KEYRING is not None, "a worker of check_entries starts with its key ring"
     return _check_batch(batch, _WORKER_KEYRING)
 
@@ -362,7 +362,7 @@ def _check_in_processes(
 ) -> Iterator[EntryResult]:
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(keyring,)) as pool:
-        pending: deque[Future[tuple[list[EntryResult], LedgerError | None]]] = deque()
+        pending: deque[Future[tuple[list[EntryResult], Exception | None]]] = deque()
         input_error: Exception | None = None
         exhausted = False
         try:

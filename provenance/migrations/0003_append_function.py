@@ -65,8 +65,20 @@ BEGIN
     IF flush_deferred THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
+    -- The border holds exactly one node per set bit of the size, the last perfect subtree at that level.
     FOR item IN SELECT jsonb_array_elements(head_frontier) LOOP
-        border[(item->>0)::integer + 1] := decode(item->>2, 'hex');
+        node_level := (item->>0)::integer;
+        IF node_level NOT BETWEEN 0 AND 62 OR (first_index >> node_level) & 1 <> 1
+                OR (item->>1)::bigint <> (first_index >> node_level) - 1 OR border[node_level + 1] IS NOT NULL THEN
+            RAISE EXCEPTION 'provenance_append: the head''s tree border does not fit its size %', first_index;
+        END IF;
+        border[node_level + 1] := decode(item->>2, 'hex');
+    END LOOP;
+    FOR lvl IN 0 .. 62 LOOP
+        EXIT WHEN first_index >> lvl = 0;
+        IF (first_index >> lvl) & 1 = 1 AND octet_length(border[lvl + 1]) IS DISTINCT FROM 32 THEN
+            RAISE EXCEPTION 'provenance_append: the head''s tree border has no node at level %', lvl;
+        END IF;
     END LOOP;
     tree_size := first_index;
     FOR k IN 1 .. entry_count LOOP
@@ -81,9 +93,6 @@ BEGIN
         hashes := hashes || node_hash;
         -- An odd index completes the subtree whose left half is the border's node at this level.
         WHILE node_index & 1 = 1 LOOP
-            IF border[node_level + 1] IS NULL THEN
-                RAISE EXCEPTION 'provenance_append: the head''s tree border has no node at level %', node_level;
-            END IF;
             node_hash := sha256('\x01'::bytea || border[node_level + 1] || node_hash);
             border[node_level + 1] := NULL;
             node_index := node_index >> 1;

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from provenance.errors import ProvenanceError
@@ -170,9 +170,11 @@ def _write_postgresql(key_id: str, signed: Sequence[_Signed], now: datetime) -> 
     import psycopg  # only ever needed on PostgreSQL
 
     connection.ensure_connection()
-    # Outside the caller's transaction the call is a transaction of its own, which may let go of the head without
-    # waiting for the log flush when other writers wait for it (migration 0003); this then waits for the flush.
-    alone = not connection.in_atomic_block
+    raw = connection.connection
+    # Only a call that is a transaction of its own may let go of the head without waiting for the log flush when
+    # other writers wait for it (migration 0003), and then wait for the flush itself. Inside a transaction, however it
+    # was begun, the caller's commit waits for the flush.
+    alone = connection.get_autocommit() and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     if len(signed) == 1:
         item = signed[0]
         sql = "SELECT * FROM provenance_append_entry(%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -192,11 +194,22 @@ def _write_postgresql(key_id: str, signed: Sequence[_Signed], now: datetime) -> 
             alone,
         ]
     # Bound on the server, so that psycopg prepares each statement once a connection has run it a few times.
-    with psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(sql, params)
         first, flush_deferred = cursor.fetchone() or (-1, False)
-        if flush_deferred:
-            cursor.execute(_FLUSH)
+    if flush_deferred:
+        try:
+            with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+                cursor.execute(_FLUSH)
+        except DatabaseError as exc:
+            # Committed, but perhaps not on disk: a crash now could take it back. Say so rather than "failed",
+            # which would invite the caller to append the record a second time.
+            raise ProvenanceError(
+                "ledger_append_unconfirmed",
+                f"Entry {first} was appended, but waiting for it to reach the disk failed ({exc}); check it with"
+                " `ledger verify` before relying on it.",
+                http_status=503,
+            ) from exc
     return None if first < 0 else first
 
 

@@ -4,6 +4,7 @@ before the log flush only where its caller then waits for the flush."""
 
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -123,35 +124,61 @@ def _append_raw(conn: psycopg.Connection, key_id: str, n: int, defer: bool) -> t
     ).fetchone()
 
 
+class _HeadHeld:
+    """Another session holds the ledger head's lock from entering until the session ``waiter_pid`` is seen waiting
+    for a lock (in pg_stat_activity, not guessed from a timer); the caller makes that session append meanwhile."""
+
+    def __init__(self, waiter_pid: int) -> None:
+        self.waiter_pid, self.locked, self.error = waiter_pid, threading.Event(), None
+        self.thread = threading.Thread(target=self._hold)
+
+    def _hold(self) -> None:
+        try:
+            with _raw_connection() as holder, holder.transaction():
+                holder.execute("SELECT size FROM provenance_ledgerhead WHERE id = 1 FOR UPDATE")
+                self.locked.set()
+                deadline = time.monotonic() + 60
+                while not holder.execute(_WAITING, [self.waiter_pid]).fetchone()[0]:
+                    if time.monotonic() > deadline:
+                        raise AssertionError("the writer never waited for the head")
+                    time.sleep(0.01)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the test's thread
+            self.error = exc
+        finally:
+            self.locked.set()
+
+    def __enter__(self) -> "_HeadHeld":
+        self.thread.start()
+        self.locked.wait(timeout=60)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.thread.join(timeout=120)
+        if self.error is not None:
+            raise self.error
+
+
+_WAITING = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'"
+
+
 @postgresql_only
 @pytest.mark.parametrize("defer", [True, False], ids=["caller will flush", "caller's transaction"])
 def test_only_a_writer_that_waited_for_the_head_and_may_defer_its_flush_defers_it(transactional_db, defer):
     key_id = services.current_key_id()
     clearance(0)
-    holder, writer = _raw_connection(), _raw_connection()
+    writer = _raw_connection()
     try:
-        assert _append_raw(writer, key_id, 1, defer) == (1, False)  # nobody else about: flushed as it commits
-        result = []
-        with holder.transaction():
-            holder.execute("SELECT size FROM provenance_ledgerhead WHERE id = 1 FOR UPDATE")
-            waiting = threading.Thread(target=lambda: result.append(_append_raw(writer, key_id, 2, defer)))
-            waiting.start()
-            waiting.join(timeout=1)
-            assert waiting.is_alive(), "the append should wait for the head"
-        waiting.join(timeout=30)
-        assert result == [(2, defer)]
+        assert _append_raw(writer, key_id, 1, True) == (1, False)  # nobody else about: flushed as it commits
+        with _HeadHeld(writer.info.backend_pid):
+            result = _append_raw(writer, key_id, 2, defer)
+        assert result == (2, defer)
+        assert writer.execute("SHOW synchronous_commit").fetchone() == ("on",)  # only that transaction's setting
     finally:
-        holder.close()
         writer.close()
     assert services.ledger_verify().ok
 
 
-@postgresql_only
-def test_a_write_whose_flush_was_deferred_waits_for_the_flush(transactional_db, monkeypatch):
-    """Whether the log reached the disk cannot be seen from here; what can is that the write sends the statement
-    that waits for it, when and only when the function deferred the flush."""
-    key_id = services.current_key_id()
-    clearance(0)
+def _recording_statements(monkeypatch) -> list:
     sent = []
     real_execute = psycopg.Cursor.execute
 
@@ -160,28 +187,68 @@ def test_a_write_whose_flush_was_deferred_waits_for_the_flush(transactional_db, 
         return real_execute(self, query, params, **kwargs)
 
     monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    return sent
+
+
+@postgresql_only
+def test_a_write_whose_flush_was_deferred_waits_for_the_flush(transactional_db, monkeypatch):
+    """Whether the log reached the disk cannot be seen from here; what can is that the write sends the statement
+    that waits for it, when and only when the function deferred the flush."""
+    key_id = services.current_key_id()
+    clearance(0)
+    sent = _recording_statements(monkeypatch)
     assert appends._write(key_id, appends._sign([_statement(1)], key_id))[0].index == 1
     assert appends._FLUSH not in sent
-    holder = _raw_connection()
-    try:
-        with holder.transaction():
-            holder.execute("SELECT size FROM provenance_ledgerhead WHERE id = 1 FOR UPDATE")
-            entries = []
-
-            def append():
-                entries.extend(appends._write(key_id, appends._sign([_statement(2)], key_id)))
-                connection.close()  # this thread's own connection
-
-            waiting = threading.Thread(target=append)
-            waiting.start()
-            waiting.join(timeout=1)
-            assert waiting.is_alive()
-        waiting.join(timeout=30)
-    finally:
-        holder.close()
+    signed = appends._sign([_statement(2)], key_id)
+    with _HeadHeld(connection.connection.info.backend_pid):
+        entries = appends._write(key_id, signed)
     assert [entry.index for entry in entries] == [2]
     assert sent.count(appends._FLUSH) == 1
     assert services.ledger_verify().ok
+
+
+@postgresql_only
+@pytest.mark.parametrize("framing", ["atomic", "autocommit off"])
+def test_a_write_inside_a_transaction_never_defers_the_flush(transactional_db, monkeypatch, framing):
+    """However the caller's transaction was begun, its commit is what must wait for the disk."""
+    key_id = services.current_key_id()
+    clearance(0)
+    sent = _recording_statements(monkeypatch)
+    signed = appends._sign([_statement(2)], key_id)
+    if framing == "atomic":
+        with transaction.atomic(), _HeadHeld(connection.connection.info.backend_pid):
+            entries = appends._write(key_id, signed)
+    else:
+        transaction.set_autocommit(False)
+        try:
+            with _HeadHeld(connection.connection.info.backend_pid):
+                entries = appends._write(key_id, signed)
+            transaction.commit()
+        finally:
+            transaction.set_autocommit(True)
+    assert [entry.index for entry in entries] == [1]
+    assert appends._FLUSH not in sent
+    assert services.ledger_verify().ok
+
+
+@postgresql_only
+def test_the_append_function_refuses_a_head_whose_border_does_not_fit_its_size(transactional_db):
+    key_id = services.current_key_id()
+    for n in range(5):
+        clearance(n)
+    head = LedgerHead.objects.get(pk=1)
+    good = head.frontier
+    assert [level for level, _, _ in good] == [0, 2]  # size 5
+    writer = _raw_connection()
+    try:
+        for border in ([good[1]], [[0, 999, good[0][2]], good[1]], [*good, [1, 1, good[0][2]]]):
+            LedgerHead.objects.filter(pk=1).update(frontier=border)
+            with pytest.raises(psycopg.errors.RaiseException, match="border"):
+                _append_raw(writer, key_id, 9, True)
+    finally:
+        writer.close()
+        LedgerHead.objects.filter(pk=1).update(frontier=good)
+    assert LedgerEntry.objects.count() == 5 and services.ledger_verify().ok
 
 
 def test_sqlite_connections_flush_every_commit(tmp_path):

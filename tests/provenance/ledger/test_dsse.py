@@ -6,6 +6,8 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from provenance.ledger import (
     PAYLOAD_TYPE,
@@ -218,3 +220,27 @@ def test_multiple_signatures(signer):
     obj["signatures"][1]["sig"] = obj["signatures"][0]["sig"]
     with pytest.raises(VerificationError):  # a known key's bad signature is never outvoted
         open_envelope(canonical_json(obj), both)
+
+
+class _NamedSigner:
+    """A real Ed25519 signer under any key id, to reach every spelling of the envelope's strings."""
+
+    def __init__(self, signer: Ed25519Signer, name: str) -> None:
+        self.key_id, self._signer = name, signer
+
+    def sign(self, message: bytes) -> bytes:
+        return self._signer.sign(message)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(max_size=64), payload_type=st.text(max_size=24), name=st.text(max_size=24))
+def test_signed_envelopes_are_exactly_their_canonical_json(signer, payload, payload_type, name):
+    """The envelope is written directly in the common case; it must always be RFC 8785's bytes all the same."""
+    try:
+        envelope = sign_envelope(payload, _NamedSigner(signer, name), payload_type=payload_type)
+    except MalformedError:  # lone surrogates: not JSON, refused the same way on either path
+        assert any(0xD800 <= ord(c) <= 0xDFFF for c in payload_type + name)
+        return
+    obj = json.loads(envelope)
+    assert canonical_json(obj) == envelope
+    assert obj["payloadType"] == payload_type and obj["signatures"][0]["keyid"] == name

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from hypothesis import given
+import rfc8785
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provenance.ledger import MalformedError, b64, canonical_json, unb64
@@ -84,3 +85,40 @@ def test_errors_are_one_line_and_picklable():
     assert type(copy) is VerificationError and (copy.code, copy.detail, copy.index) == (error.code, error.detail, 3)
     assert isinstance(copy, LedgerError)
     assert error.to_json() == {"code": "inclusion_proof_invalid", "detail": "the proof\ndoes not match", "index": 3}
+
+
+_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=12)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | _TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TEXT, children, max_size=4),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_JSON)
+def test_canonical_json_writes_what_rfc_8785_writes_or_refuses_alike(value):
+    """Plain values are written by the standard library; whatever the path, the bytes are the reference's."""
+    try:
+        expected = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        with pytest.raises(MalformedError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"\ue000": 1, "\U0001f600": 2},  # code point order and UTF-16 order disagree
+        {"b": '\x00\x1f\x7f\u2028"\\', "a": [True, None, -(2**53) + 1]},
+        {"n": 2**53 - 1},
+    ],
+)
+def test_canonical_json_edge_cases_match_rfc_8785(value):
+    assert canonical_json(value) == rfc8785.dumps(value)
