@@ -66,7 +66,8 @@ BEGIN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
     -- The border holds exactly one node per set bit of the size, the last perfect subtree at that level.
-    FOR item IN SELECT jsonb_array_elements(head_frontier) LOOP
+    FOR i IN 0 .. jsonb_array_length(head_frontier) - 1 LOOP
+        item := head_frontier -> i;
         node_level := (item->>0)::integer;
         IF node_level NOT BETWEEN 0 AND 62 OR (first_index >> node_level) & 1 <> 1
                 OR (item->>1)::bigint <> (first_index >> node_level) - 1 OR border[node_level + 1] IS NOT NULL THEN
@@ -104,12 +105,19 @@ BEGIN
         border[node_level + 1] := node_hash;
         tree_size := tree_size + 1;
     END LOOP;
-    INSERT INTO provenance_ledgerentry
-            ("index", leaf_hash, envelope, subject_digest, reference, kind, key_id, created_at)
-        SELECT first_index + e.n - 1, encode(e.leaf, 'hex'), e.envelope, e.subject, e.reference, e.kind, p_key_id,
-               p_created_at
-        FROM unnest(p_leaves, p_envelopes, p_subjects, p_references, p_kinds)
-            WITH ORDINALITY AS e(leaf, envelope, subject, reference, kind, n);
+    IF entry_count = 1 THEN  -- the common case, without unnesting
+        INSERT INTO provenance_ledgerentry
+                ("index", leaf_hash, envelope, subject_digest, reference, kind, key_id, created_at)
+            VALUES (first_index, encode(p_leaves[1], 'hex'), p_envelopes[1], p_subjects[1], p_references[1],
+                    p_kinds[1], p_key_id, p_created_at);
+    ELSE
+        INSERT INTO provenance_ledgerentry
+                ("index", leaf_hash, envelope, subject_digest, reference, kind, key_id, created_at)
+            SELECT first_index + e.n - 1, encode(e.leaf, 'hex'), e.envelope, e.subject, e.reference, e.kind,
+                   p_key_id, p_created_at
+            FROM unnest(p_leaves, p_envelopes, p_subjects, p_references, p_kinds)
+                WITH ORDINALITY AS e(leaf, envelope, subject, reference, kind, n);
+    END IF;
     INSERT INTO provenance_merklenode (level, "index", hash) SELECT * FROM unnest(levels, indexes, hashes);
     -- The head keeps the border as [[level, index, hex hash], ...], lowest level first (services.frontier_of).
     FOR lvl IN 0 .. 62 LOOP
