@@ -234,7 +234,10 @@ def predicate_check(kind: str, predicate: dict) -> None:
     """Refuse a predicate that its kind's schema rejects, naming the first problem."""
     if kind not in _VALIDATORS:
         raise ProvenanceError("record_kind_unknown", f"{kind!r} is not a record kind ({', '.join(SCHEMAS)}).")
-    error = next(iter(sorted(_VALIDATORS[kind].iter_errors(predicate), key=lambda e: list(e.path))), None)
+    validator = _VALIDATORS[kind]
+    if validator.is_valid(predicate):
+        return
+    error = next(iter(sorted(validator.iter_errors(predicate), key=lambda e: list(e.path))), None)
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(top)"
         raise ProvenanceError("predicate_invalid", f"{kind} predicate, at {where}: {error.message}")

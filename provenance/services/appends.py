@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from provenance.errors import ProvenanceError
@@ -66,7 +67,7 @@ def ledger_append(
     """Sign a record and append it now. Most callers use record_enqueue instead, inside their own transaction.
     ``reference`` says whose record it is in the caller's terms (e.g. ``cue:<uuid>``), for look-ups."""
     statement = (kind, subjects[0][1], reference, _statement_check(kind, subjects, predicate))
-    key_id = _KEY_SEEN.get(_database())
+    key_id = _KEY_SEEN.get(_database(connections[DEFAULT_DB_ALIAS]))
     signed = _sign_ahead(statement, key_id)
     if key_id is not None and signed is not None:
         entries = _write(key_id, signed)
@@ -142,13 +143,14 @@ def _write(key_id: str, signed: Sequence[_Signed]) -> list[LedgerEntry] | None:
     head, under the ledger's lock, provided ``key_id`` is the key the head has in force; otherwise write nothing and
     return None."""
     now = timezone.now()
-    if connection.vendor == "postgresql":
-        first = _write_postgresql(key_id, signed, now)
+    db = connections[DEFAULT_DB_ALIAS]  # once: every lookup through the `connection` proxy costs a few µs
+    if db.vendor == "postgresql":
+        first = _write_postgresql(db, key_id, signed, now)
     else:
-        first = _write_sqlite(key_id, signed, now)
+        first = _write_sqlite(db, key_id, signed, now)
     if first is None:
         return None
-    _KEY_SEEN[_database()] = key_id
+    _KEY_SEEN[_database(db)] = key_id
     entries = []
     for offset, item in enumerate(signed):
         entry = LedgerEntry(
@@ -161,20 +163,20 @@ def _write(key_id: str, signed: Sequence[_Signed]) -> list[LedgerEntry] | None:
             key_id=key_id,
             created_at=now,
         )
-        entry._state.adding, entry._state.db = False, connection.alias
+        entry._state.adding, entry._state.db = False, db.alias
         entries.append(entry)
     return entries
 
 
-def _write_postgresql(key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
+def _write_postgresql(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
     import psycopg  # only ever needed on PostgreSQL
 
-    connection.ensure_connection()
-    raw = connection.connection
+    db.ensure_connection()
+    raw = db.connection
     # Only a call that is a transaction of its own may let go of the head without waiting for the log flush when
     # other writers wait for it (migration 0003), and then wait for the flush itself. Inside a transaction, however it
     # was begun, the caller's commit waits for the flush.
-    alone = connection.get_autocommit() and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    alone = db.get_autocommit() and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     if len(signed) == 1:
         item = signed[0]
         sql = "SELECT * FROM provenance_append_entry(%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -194,12 +196,12 @@ def _write_postgresql(key_id: str, signed: Sequence[_Signed], now: datetime) -> 
             alone,
         ]
     # Bound on the server, so that psycopg prepares each statement once a connection has run it a few times.
-    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+    with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(sql, params)
         first, flush_deferred = cursor.fetchone() or (-1, False)
     if flush_deferred:
         try:
-            with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+            with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
                 cursor.execute(_FLUSH)
         except DatabaseError as exc:
             # Committed, but perhaps not on disk: a crash now could take it back. Say so rather than "failed",
@@ -217,9 +219,9 @@ def _write_postgresql(key_id: str, signed: Sequence[_Signed], now: datetime) -> 
 _FLUSH = "SELECT pg_logical_emit_message(true, 'cueledger', 'ledger append flushed')"
 
 
-def _write_sqlite(key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
-    with transaction.atomic():  # BEGIN IMMEDIATE: the database's write lock, held to the end
-        raw = connection.connection  # the driver's own connection: no placeholder rewriting per statement
+def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
+    with transaction.atomic(using=db.alias):  # BEGIN IMMEDIATE: the database's write lock, held to the end
+        raw = db.connection  # the driver's own connection: no placeholder rewriting per statement
         row = raw.execute(_HEAD_READ).fetchone()
         if row is None or not key_id or row[2] != key_id:
             return None
@@ -228,7 +230,7 @@ def _write_sqlite(key_id: str, signed: Sequence[_Signed], now: datetime) -> int 
         for level, index, value in border:
             store.put(level, index, bytes.fromhex(value))
         tree = MerkleTree(store, size=first)
-        created_at = connection.ops.adapt_datetimefield_value(now)
+        created_at = db.ops.adapt_datetimefield_value(now)
         entry_rows, node_rows = [], []
         for item in signed:
             entry_rows.append(
@@ -259,8 +261,8 @@ _ENTRY_INSERT = (
 _NODE_INSERT = 'INSERT INTO provenance_merklenode (level, "index", hash) VALUES (?, ?, ?)'
 
 
-def _database() -> str:
-    return f"{connection.alias}:{connection.settings_dict['NAME']}"
+def _database(db: BaseDatabaseWrapper) -> str:
+    return f"{db.alias}:{db.settings_dict['NAME']}"
 
 
 def _head_moved() -> ProvenanceError:

@@ -47,7 +47,7 @@ def test_a_write_signed_by_a_key_not_in_force_writes_nothing():
 @pytest.mark.parametrize("guess", ["11" * 32, None], ids=["a key never seen here", "no guess yet"])
 def test_an_append_on_a_wrong_guess_of_the_key_signs_again_with_the_key_in_force(guess):
     clearance(0)
-    database = appends._database()
+    database = appends._database(connection)
     if guess is None:
         appends._KEY_SEEN.pop(database, None)
     else:
