@@ -8,8 +8,9 @@ key in force, holding the lock.
 The write holds the lock as briefly as each database allows:
 - PostgreSQL: one call of the database function ``provenance_append`` (migration 0003). It locks the head row,
   computes the new tree nodes with the server's sha256(), inserts the entries and their nodes and moves the head.
-  Outside a transaction the call is a transaction of its own, one round trip, so the lock is held for the function
-  and the commit's log flush, never across a round trip to this process.
+  Outside a transaction the call is a transaction of its own, one round trip, so the lock is never held across a
+  round trip to this process. When the call had to wait for another writer, its commit also lets go of the lock
+  before the log flush, and the append waits for the flush afterwards (_FLUSH).
 - SQLite: BEGIN IMMEDIATE takes the database's write lock; the head is read, the nodes are computed here
   (MerkleTree.append) and the rows are written through the driver directly.
 """
