@@ -80,15 +80,16 @@ def test_single_appends_and_batches_build_the_tree_merkle_tree_builds():
             predicate={"decision": "cleared", "decided_by": "legal", "reason": f"queued {n}"},
         )
     assert services.outbox_drain() == 23 and not OutboxRecord.objects.exists()
-    clearance(99)
+    for n in range(100, 130):  # single appends up to 64 entries: the last one completes six subtrees
+        clearance(n)
     leaves = [bytes.fromhex(h) for h in LedgerEntry.objects.order_by("index").values_list("leaf_hash", flat=True)]
-    assert len(leaves) == 35
+    assert len(leaves) == 64
     stored = {
         (level, index): bytes(value) for level, index, value in MerkleNode.objects.values_list("level", "index", "hash")
     }
     tree = MerkleTree.from_leaves(leaves)
     assert stored == tree.store.nodes
-    assert LedgerHead.objects.get(pk=1).frontier == services.frontier_of(tree.store, 35)
+    assert LedgerHead.objects.get(pk=1).frontier == services.frontier_of(tree.store, 64)
 
 
 @postgresql_only
