@@ -40,7 +40,7 @@ from provenance.ledger import (
 from provenance.models import LedgerEntry, LedgerHead, OutboxRecord
 from provenance.records import PREDICATE_TYPES, predicate_check
 from provenance.services.checkpoints import checkpoint_create
-from provenance.services.tree import _current_key_id, _head_locked, frontier_of
+from provenance.services.tree import _current_key_id, _head_locked, border_nodes, frontier_of
 
 OUTBOX_BATCH = 200
 
@@ -226,10 +226,9 @@ def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed
         row = raw.execute(_HEAD_READ).fetchone()
         if row is None or not key_id or row[2] != key_id:
             return None
-        first, border = row[0], json.loads(row[1])
+        first = row[0]
         store = MemoryNodeStore()
-        for level, index, value in border:
-            store.put(level, index, bytes.fromhex(value))
+        store.nodes.update(border_nodes(json.loads(row[1])))
         tree = MerkleTree(store, size=first)
         created_at = db.ops.adapt_datetimefield_value(now)
         entry_rows, node_rows = [], []

@@ -40,8 +40,9 @@ class DbNodeStore:
         self.new.append(MerkleNode(level=level, index=index, hash=value))
 
 
-def _frontier(head: LedgerHead) -> dict[tuple[int, int], bytes]:
-    return {(level, index): bytes.fromhex(value) for level, index, value in head.frontier}
+def border_nodes(frontier: list) -> dict[tuple[int, int], bytes]:
+    """The head's stored border ([[level, index, hex hash], ...], as frontier_of writes it) as tree nodes."""
+    return {(level, index): bytes.fromhex(value) for level, index, value in frontier}
 
 
 def frontier_of(store, size: int) -> list[list]:

@@ -16,6 +16,7 @@ from provenance import services
 from provenance.ledger import MerkleTree
 from provenance.models import LedgerEntry, LedgerHead, MerkleNode, OutboxRecord
 from provenance.services import appends
+from tests.integration.conftest import worker_database_url
 from tests.provenance.factories import DIGEST, clearance
 
 pytestmark = pytest.mark.django_db
@@ -105,15 +106,7 @@ def test_the_append_function_refuses_mismatched_arrays():
 
 
 def _raw_connection() -> psycopg.Connection:
-    settings = connection.settings_dict
-    return psycopg.connect(
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-        autocommit=True,
-    )
+    return psycopg.connect(worker_database_url(), autocommit=True)
 
 
 def _append_raw(conn: psycopg.Connection, key_id: str, n: int, defer: bool) -> tuple[int, bool]:

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -25,10 +24,9 @@ from provenance.ledger import (
     sign_envelope,
 )
 from provenance.ledger import keyring as keyring_module
+from tests.integration.conftest import ROOT
 
 from .helpers import ORIGIN, PREDICATE, Ledger, cue_statement, ledger_key, seeded_key
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_windows():
