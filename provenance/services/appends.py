@@ -12,7 +12,8 @@ The write holds the lock as briefly as each database allows:
   round trip to this process. When the call had to wait for another writer, its commit also lets go of the lock
   before the log flush, and the append waits for the flush afterwards (_FLUSH).
 - SQLite: BEGIN IMMEDIATE takes the database's write lock; the head is read, the nodes are computed here
-  (MerkleTree.append) and the rows are written through the driver directly.
+  (MerkleTree.append) and the rows are written through the driver directly. Outside a transaction the append begins
+  and commits its own on the driver's connection; inside one it is a savepoint of the caller's.
 """
 
 from __future__ import annotations
@@ -221,34 +222,59 @@ _FLUSH = "SELECT pg_logical_emit_message(true, 'cueledger', 'ledger append flush
 
 
 def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
-    with transaction.atomic(using=db.alias):  # BEGIN IMMEDIATE: the database's write lock, held to the end
-        raw = db.connection  # the driver's own connection: no placeholder rewriting per statement
-        row = raw.execute(_HEAD_READ).fetchone()
-        if row is None or not key_id or row[2] != key_id:
-            return None
-        first = row[0]
-        store = MemoryNodeStore()
-        store.nodes.update(border_nodes(json.loads(row[1])))
-        tree = MerkleTree(store, size=first)
-        created_at = db.ops.adapt_datetimefield_value(now)
-        entry_rows, node_rows = [], []
-        for item in signed:
-            entry_rows.append(
-                (
-                    tree.size,
-                    item.leaf.hex(),
-                    item.envelope,
-                    item.subject_digest,
-                    item.reference,
-                    item.kind,
-                    key_id,
-                    created_at,
-                )
+    autocommit = db.get_autocommit()  # connects if need be
+    raw = db.connection
+    if not autocommit or raw.in_transaction:
+        # Inside the caller's transaction, however it was begun: a savepoint, committed with the rest. With
+        # autocommit off and nothing written yet, the driver has not begun that transaction, and a savepoint
+        # outside one would commit on its release; so it is begun here, for the caller to end.
+        if not raw.in_transaction:
+            with db.wrap_database_errors:
+                raw.execute("BEGIN IMMEDIATE")
+        with transaction.atomic(using=db.alias):
+            return _write_sqlite_rows(db, key_id, signed, now)
+    # A transaction of its own, begun and ended on the driver's connection: atomic's bookkeeping would cost more
+    # than the statements. BEGIN IMMEDIATE takes the database's write lock, held to the end.
+    with db.wrap_database_errors:
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            first = _write_sqlite_rows(db, key_id, signed, now)
+            raw.execute("ROLLBACK" if first is None else "COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                raw.rollback()
+            raise
+    return first
+
+
+def _write_sqlite_rows(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
+    raw = db.connection  # the driver's own connection: no placeholder rewriting per statement
+    row = raw.execute(_HEAD_READ).fetchone()
+    if row is None or not key_id or row[2] != key_id:
+        return None
+    first = row[0]
+    store = MemoryNodeStore()
+    store.nodes.update(border_nodes(json.loads(row[1])))
+    tree = MerkleTree(store, size=first)
+    created_at = db.ops.adapt_datetimefield_value(now)
+    entry_rows, node_rows = [], []
+    for item in signed:
+        entry_rows.append(
+            (
+                tree.size,
+                item.leaf.hex(),
+                item.envelope,
+                item.subject_digest,
+                item.reference,
+                item.kind,
+                key_id,
+                created_at,
             )
-            node_rows.extend(tree.append(item.leaf))
-        raw.execute(_HEAD_UPDATE, (tree.size, json.dumps(frontier_of(store, tree.size))))
-        raw.executemany(_ENTRY_INSERT, entry_rows)
-        raw.executemany(_NODE_INSERT, node_rows)
+        )
+        node_rows.extend(tree.append(item.leaf))
+    raw.execute(_HEAD_UPDATE, (tree.size, json.dumps(frontier_of(store, tree.size))))
+    raw.executemany(_ENTRY_INSERT, entry_rows)
+    raw.executemany(_NODE_INSERT, node_rows)
     return first
 
 

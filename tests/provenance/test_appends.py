@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from cueledger.settings import _database
 from provenance import services
@@ -243,6 +243,57 @@ def test_the_append_function_refuses_a_head_whose_border_does_not_fit_its_size(t
         writer.close()
         LedgerHead.objects.filter(pk=1).update(frontier=good)
     assert LedgerEntry.objects.count() == 5 and services.ledger_verify().ok
+
+
+def _in_transaction() -> bool:
+    raw = connection.connection
+    if connection.vendor == "sqlite":
+        return raw.in_transaction
+    return raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_write_outside_a_transaction_commits_its_own(transactional_db):
+    key_id = services.current_key_id()
+    clearance(0)
+    entries = appends._write(key_id, appends._sign([_statement(1)], key_id))
+    assert [entry.index for entry in entries] == [1]
+    assert connection.get_autocommit() and not _in_transaction()
+    assert LedgerHead.objects.get(pk=1).size == 2 and services.ledger_verify().ok
+
+
+def test_a_write_that_fails_outside_a_transaction_leaves_nothing_written(transactional_db):
+    """The head moves before the entry is inserted; an entry already at that index (written past the head, as by
+    an attacker) must make the whole write fail, the head included, and leave the connection usable."""
+    key_id = services.current_key_id()
+    clearance(0)
+    nodes = MerkleNode.objects.count()
+    LedgerEntry.objects.create(
+        index=1,
+        leaf_hash="00" * 32,
+        envelope=b"{}",
+        subject_digest=DIGEST,
+        kind="clearance",
+        key_id=key_id,
+        created_at=datetime.now(UTC),
+    )
+    with pytest.raises(IntegrityError):
+        appends._write(key_id, appends._sign([_statement(1)], key_id))
+    assert not _in_transaction()
+    assert LedgerHead.objects.get(pk=1).size == 1 and MerkleNode.objects.count() == nodes
+
+
+def test_a_write_with_autocommit_off_is_part_of_the_callers_transaction(transactional_db):
+    key_id = services.current_key_id()
+    clearance(0)
+    signed = appends._sign([_statement(1)], key_id)
+    transaction.set_autocommit(False)
+    try:
+        assert [entry.index for entry in appends._write(key_id, signed)] == [1]
+        transaction.rollback()
+    finally:
+        transaction.set_autocommit(True)
+    assert LedgerEntry.objects.count() == 1 and LedgerHead.objects.get(pk=1).size == 1
+    assert services.ledger_verify().ok
 
 
 def test_sqlite_connections_flush_every_commit(tmp_path):
