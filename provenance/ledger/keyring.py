@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain, islice
 from typing import Any
 
@@ -233,12 +235,19 @@ class EntryResult:
     index: int
     leaf_hash: bytes
     key_id: str
-    statement: dict[str, Any]
+    payload: bytes
+    """The envelope's payload: the bytes of an in-toto Statement, checked by :func:`check_entry`."""
+    predicate_type: str
+    """The statement's predicateType."""
 
-    @property
-    def predicate_type(self) -> str:
-        """The statement's predicateType."""
-        return str(self.statement["predicateType"])
+    @cached_property
+    def statement(self) -> dict[str, Any]:
+        """The statement, parsed from :attr:`payload` when first asked for.
+
+        Results cross between processes in :func:`check_entries`, and most of their readers want only the predicate
+        type, so they carry the statement's bytes, which cost far less to send than the objects parsed from them.
+        """
+        return parse_statement(self.payload)
 
     @property
     def subjects(self) -> list[tuple[str, str]]:
@@ -266,13 +275,14 @@ def check_entry(envelope: bytes, index: int, keyring: KeyRing) -> EntryResult:
     """
     try:
         payload, key_id = dsse.open_envelope(envelope, keyring.public_keys, payload_type=dsse.PAYLOAD_TYPE)
-        keyring.key_for_entry(key_id, index)
-        statement = parse_statement(payload)
+        key = keyring.key_for_entry(key_id, index)
+        predicate_type = parse_statement(payload)["predicateType"]
     except LedgerError as exc:
         if exc.index == index:
             raise
         raise exc.with_index(index) from None
-    return EntryResult(index, leaf_hash(envelope), key_id, statement)
+    # The key's own id and one copy of each type name: a batch of results then sends each string once.
+    return EntryResult(index, leaf_hash(envelope), key.key_id, payload, sys.intern(predicate_type))
 
 
 def _take(iterator: Iterator[tuple[int, bytes]], count: int) -> tuple[list[tuple[int, bytes]], Exception | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 import threading
@@ -18,9 +19,11 @@ from provenance.ledger import (
     b64,
     check_entries,
     check_entry,
+    dsse,
     leaf_hash,
     make_statement,
     note_key_id,
+    parse_statement,
     sign_envelope,
 )
 from provenance.ledger import keyring as keyring_module
@@ -138,10 +141,22 @@ def test_check_entry():
         assert result.predicate_type == PREDICATE
         assert result.subjects[0][0] == f"cue-{index}.wav"
         assert result.to_json()["leaf_hash"] == b64(result.leaf_hash)
+        assert result.statement == parse_statement(dsse.open_envelope(envelope, ring.public_keys)[0])
     # Entry 2 was signed by the first key; claiming it sits at index 3 puts it outside that key's window.
     with pytest.raises(VerificationError) as raised:
         check_entry(ledger.envelopes[2], 3, ring)
     assert (raised.value.code, raised.value.index) == ("key_not_valid_for_entry", 3)
+
+
+def test_a_result_crosses_processes_as_the_statements_bytes():
+    """check_entries sends results from its workers by pickle: the statement travels as its bytes, and is the same
+    statement when parsed at the other end."""
+    ledger = Ledger.with_rotation(entries=4, rotate_at=2)
+    result = check_entry(ledger.envelopes[0], 0, KeyRing(ledger.ledger_keys))
+    sent = pickle.dumps(result)
+    assert b"predicateType" in result.payload and pickle.loads(sent) == result
+    assert "statement" not in vars(pickle.loads(sent))  # not parsed until asked for
+    assert pickle.loads(sent).statement == result.statement
 
 
 def test_check_entry_errors_name_the_entry():
