@@ -4,6 +4,7 @@ A correction is a new record of the same kind whose predicate names the entry it
 in the ledger is ever edited.
 """
 
+import numbers
 import re
 from collections.abc import Callable
 from typing import Any
@@ -244,14 +245,22 @@ def compile_schema(schema: dict) -> Check:
     Every append checks its predicate before it takes the ledger's lock, and jsonschema's general machinery costs
     more there than signing the record. A schema with any other keyword is refused here (ValueError) rather than
     checked loosely. ``format`` is an annotation in 2020-12 unless a format vocabulary asserts it, and jsonschema
-    does not assert it by default, so neither does this. A value this check refuses is still given to jsonschema
-    (predicate_check), which names the problem.
+    does not assert it by default, so neither does this.
+
+    Only the types JSON parses into pass: exactly dict, list, str, int, float, bool and None. Anything else, even a
+    subclass of those (which could answer for itself differently than jsonschema asks), fails here. A value this
+    check fails is still given to jsonschema (predicate_check), which decides and names the problem; a value it
+    passes is one jsonschema would pass.
     """
+    if not isinstance(schema, dict):
+        raise ValueError(f"only object schemas are compiled, not {schema!r}")
     unknown = set(schema) - _COMPILED_KEYWORDS - _ANNOTATIONS
     if unknown:
         raise ValueError(f"no compiled check for the schema keyword(s) {sorted(unknown)}")
     checks: list[Check] = []
     if "type" in schema:
+        if not isinstance(schema["type"], str) or schema["type"] not in _TYPES:
+            raise ValueError(f"only a single type name is compiled, not {schema['type']!r}")
         checks.append(_TYPES[schema["type"]])
     for keyword in ("enum", "const"):
         if keyword in schema:
@@ -259,19 +268,21 @@ def compile_schema(schema: dict) -> Check:
             if not all(isinstance(value, str) for value in allowed):
                 raise ValueError(f"only string values are compiled for {keyword}")
             names = frozenset(allowed)
-            checks.append(lambda value, names=names: isinstance(value, str) and value in names)
+            checks.append(lambda value, names=names: type(value) is str and value in names)
     if "maxLength" in schema:
         most = schema["maxLength"]
-        checks.append(lambda value: not isinstance(value, str) or len(value) <= most)
+        checks.append(lambda value: len(value) <= most if type(value) is str else not isinstance(value, str))
     if "pattern" in schema:
         search = re.compile(schema["pattern"]).search  # jsonschema searches, as ECMA-262's RegExp.test does
-        checks.append(lambda value: not isinstance(value, str) or search(value) is not None)
+        checks.append(lambda value: search(value) is not None if type(value) is str else not isinstance(value, str))
     if "minimum" in schema:
         least = schema["minimum"]
-        checks.append(lambda value: not _is_number(value) or value >= least)
+        checks.append(lambda value: value >= least if _is_number(value) else not _numeric(value))
     if "items" in schema:
         item = compile_schema(schema["items"])
-        checks.append(lambda value: not isinstance(value, list) or all(item(each) for each in value))
+        checks.append(
+            lambda value: all(item(each) for each in value) if type(value) is list else not isinstance(value, list)
+        )
     if {"required", "properties", "additionalProperties"} & set(schema):
         checks.append(_object_check(schema))
     if len(checks) == 1:
@@ -287,8 +298,9 @@ def _object_check(schema: dict) -> Check:
         extra = compile_schema(extra)
 
     def check(value: Any) -> bool:
-        if not isinstance(value, dict):
-            return True  # object keywords say nothing about other types; "type" says whether it must be one
+        if type(value) is not dict:
+            # Object keywords say nothing about other types ("type" says whether it must be one).
+            return not isinstance(value, dict)
         for name in required:
             if name not in value:
                 return False
@@ -305,18 +317,24 @@ def _object_check(schema: dict) -> Check:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    kind = type(value)
+    return kind is int or kind is float
+
+
+def _numeric(value: Any) -> bool:
+    """A number as jsonschema sees one (any numbers.Number but a bool), of whatever class."""
+    return isinstance(value, numbers.Number) and not isinstance(value, bool)
 
 
 _TYPES: dict[str, Check] = {
-    "object": lambda value: isinstance(value, dict),
-    "array": lambda value: isinstance(value, list),
-    "string": lambda value: isinstance(value, str),
-    "boolean": lambda value: isinstance(value, bool),
+    "object": lambda value: type(value) is dict,
+    "array": lambda value: type(value) is list,
+    "string": lambda value: type(value) is str,
+    "boolean": lambda value: type(value) is bool,
     "null": lambda value: value is None,
     "number": _is_number,
     # An integer is a number with no fractional part, 1.0 included (Validation §6.1.1; JSON Schema Core §4.2.2).
-    "integer": lambda value: _is_number(value) and (isinstance(value, int) or value.is_integer()),
+    "integer": lambda value: type(value) is int or (type(value) is float and value.is_integer()),
 }
 _COMPILED_KEYWORDS = frozenset(
     {

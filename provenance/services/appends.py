@@ -146,6 +146,9 @@ def _write(key_id: str, signed: Sequence[_Signed]) -> list[LedgerEntry] | None:
     return None."""
     now = timezone.now()
     db = connections[DEFAULT_DB_ALIAS]  # once: every lookup through the `connection` proxy costs a few µs
+    # The writes go to the driver directly, past the guard Django's cursors keep: an append inside an atomic block
+    # that an error has already doomed must fail now, not appear to succeed and vanish with the rollback.
+    db.validate_no_broken_transaction()
     if db.vendor == "postgresql":
         first = _write_postgresql(db, key_id, signed, now)
     else:
@@ -225,9 +228,10 @@ def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed
     autocommit = db.get_autocommit()  # connects if need be
     raw = db.connection
     if not autocommit or raw.in_transaction:
-        # Inside the caller's transaction, however it was begun: a savepoint, committed with the rest. With
-        # autocommit off and nothing written yet, the driver has not begun that transaction, and a savepoint
-        # outside one would commit on its release; so it is begun here, for the caller to end.
+        # Inside the caller's transaction (atomic, or autocommit turned off): a savepoint, committed with the rest.
+        # With autocommit off and nothing written yet, the driver has not begun that transaction, and a savepoint
+        # outside one would commit on its release; so it is begun here, for the caller to end. (A transaction begun
+        # on the driver behind Django's back is refused by atomic, and nothing is written.)
         if not raw.in_transaction:
             with db.wrap_database_errors:
                 raw.execute("BEGIN IMMEDIATE")
@@ -241,8 +245,11 @@ def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed
             first = _write_sqlite_rows(db, key_id, signed, now)
             raw.execute("ROLLBACK" if first is None else "COMMIT")
         except BaseException:
-            if raw.in_transaction:
-                raw.rollback()
+            try:
+                if raw.in_transaction:
+                    raw.rollback()
+            except Exception:
+                db.close()  # a connection that could not roll back is not used again; the next append reconnects
             raise
     return first
 

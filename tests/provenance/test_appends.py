@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.db.transaction import TransactionManagementError
 
 from cueledger.settings import _database
 from provenance import services
@@ -294,6 +295,19 @@ def test_a_write_with_autocommit_off_is_part_of_the_callers_transaction(transact
         transaction.set_autocommit(True)
     assert LedgerEntry.objects.count() == 1 and LedgerHead.objects.get(pk=1).size == 1
     assert services.ledger_verify().ok
+
+
+def test_a_write_in_an_atomic_block_an_error_has_doomed_fails():
+    """The write goes to the driver directly; it must still refuse a transaction Django knows will roll back."""
+    key_id = services.current_key_id()
+    clearance(0)
+    signed = appends._sign([_statement(1)], key_id)
+    with transaction.atomic():
+        with pytest.raises(ValueError), transaction.atomic(savepoint=False):
+            raise ValueError("an earlier step failed")
+        with pytest.raises(TransactionManagementError):
+            appends._write(key_id, signed)
+    assert LedgerHead.objects.get(pk=1).size == 1
 
 
 def test_sqlite_connections_flush_every_commit(tmp_path):
