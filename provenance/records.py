@@ -14,8 +14,11 @@ from jsonschema import Draft202012Validator
 from provenance.errors import ProvenanceError
 
 PREDICATE_BASE = "https://cueledger.dev/provenance"
-SPDX_OR_REF = r"^(LicenseRef-[A-Za-z0-9.\-]+|[A-Za-z0-9.\-+]+( (AND|OR|WITH) [A-Za-z0-9.\-+]+)*)$"
-SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+# Patterns are searched (ECMA-262 RegExp.test), and Python's "$", unlike ECMA-262's, also matches before a final
+# newline; so each pattern below also refuses a final newline, by a length limit or a look-ahead both dialects read
+# alike.
+SPDX_OR_REF = r"^(?![^\n]*\n)(LicenseRef-[A-Za-z0-9.\-]+|[A-Za-z0-9.\-+]+( (AND|OR|WITH) [A-Za-z0-9.\-+]+)*)$"
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$", "maxLength": 64}
 TEXT = {"type": "string", "maxLength": 2000}
 
 _CORRECTS = {
@@ -112,7 +115,11 @@ SCHEMAS: dict[str, dict] = {
                 "properties": {"algorithm": {"const": "sha256(salt||prompt)"}, "value": SHA256},
                 "additionalProperties": False,
             },
-            "seed": {"type": "string", "pattern": "^[0-9]{1,40}$", "description": "decimal, as a string"},
+            "seed": {
+                "type": "string",
+                "pattern": "^(?![^\\n]*\\n)[0-9]{1,40}$",
+                "description": "decimal, as a string",
+            },
             "parameters": {"type": "object"},
             "training_datasets": {"type": "array", "items": _DATASET},
             "derived_from": {

@@ -185,3 +185,29 @@ def test_a_refused_predicate_is_named_by_jsonschema():
         predicate_check("clearance", {"decision": "cleared", "decided_by": "legal", "reason": "ok", "uses": [3]})
     assert caught.value.code == "predicate_invalid"
     assert "uses/0" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "kind, predicate",
+    [
+        ("clearance", {"decision": "cleared", "decided_by": "legal", "reason": "ok", "corrects": {"index": 0}}),
+        ("key", {"event": "rotation", "retired_key_id": "ab" * 32 + "\n", "new_key": {}}),
+    ],
+)
+def test_a_final_newline_does_not_slip_past_a_pattern(kind, predicate):
+    """Python's "$" matches before a final newline, where ECMA-262's (the schemas' dialect) does not."""
+    if kind == "clearance":
+        predicate["corrects"]["leaf_hash"] = "ab" * 32 + "\n"
+    with pytest.raises(ProvenanceError) as caught:
+        predicate_check(kind, predicate)
+    assert caught.value.code == "predicate_invalid"
+
+
+def test_a_licence_or_a_seed_with_a_final_newline_is_refused():
+    dataset = SCHEMAS["generation"]["properties"]["training_datasets"]["items"]
+    assert Draft202012Validator(dataset["properties"]["license"]).is_valid("MIT AND CC-BY-4.0")
+    assert not Draft202012Validator(dataset["properties"]["license"]).is_valid("MIT\n")
+    assert not compile_schema(dataset["properties"]["license"])("MIT\n")
+    seed = SCHEMAS["generation"]["properties"]["seed"]
+    assert compile_schema(seed)("42") and not compile_schema(seed)("42\n")
+    assert not Draft202012Validator(seed).is_valid("42\n")
