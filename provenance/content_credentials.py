@@ -360,7 +360,7 @@ def _check_model(model: dict | None, *, generated: bool) -> None:
 
 def _check_training_mining(entries: dict[str, str]) -> None:
     for key, use in entries.items():
-        if not _LABEL_RE.match(key):
+        if not _LABEL_RE.fullmatch(key):
             raise CredentialsError("spec_invalid", f"training-mining key {key!r} is not a C2PA label")
         if key.startswith("cawg.") and key not in CAWG_TRAINING_MINING_KEYS:
             raise CredentialsError("spec_invalid", f"{key!r}: the cawg. prefix is reserved for the defined entries")
@@ -374,7 +374,7 @@ def _check_ledger(ledger: dict) -> None:
         raise CredentialsError("spec_invalid", "ledger origin must be a non-empty string")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise CredentialsError("spec_invalid", "ledger index must be a non-negative integer")
-    if not isinstance(digest, str) or not _SHA256_HEX_RE.match(digest):
+    if not isinstance(digest, str) or not _SHA256_HEX_RE.fullmatch(digest):
         raise CredentialsError("spec_invalid", "ledger envelope_sha256 must be 64 lowercase hex digits")
 
 

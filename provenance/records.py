@@ -4,6 +4,7 @@ A correction is a new record of the same kind whose predicate names the entry it
 in the ledger is ever edited.
 """
 
+import json
 import numbers
 import re
 from collections.abc import Callable
@@ -12,12 +13,12 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from provenance.errors import ProvenanceError
+from provenance.ledger import LedgerError, canonical_json
 
 PREDICATE_BASE = "https://cueledger.dev/provenance"
-# Patterns are searched (ECMA-262 RegExp.test), and Python's "$", unlike ECMA-262's, also matches before a final
-# newline; so each pattern below also refuses a final newline, by a length limit or a look-ahead both dialects read
-# alike.
-SPDX_OR_REF = r"^(?![^\n]*\n)(LicenseRef-[A-Za-z0-9.\-]+|[A-Za-z0-9.\-+]+( (AND|OR|WITH) [A-Za-z0-9.\-+]+)*)$"
+SPDX_OR_REF = r"^(LicenseRef-[A-Za-z0-9.\-]+|[A-Za-z0-9.\-+]+( (AND|OR|WITH) [A-Za-z0-9.\-+]+)*)$"
+# Python's "$" (which jsonschema searches with) also matches before a final newline, where ECMA-262's, the schemas'
+# dialect, does not; the length limit refuses "<64 hex digits>\n" in both.
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$", "maxLength": 64}
 TEXT = {"type": "string", "maxLength": 2000}
 
@@ -115,11 +116,7 @@ SCHEMAS: dict[str, dict] = {
                 "properties": {"algorithm": {"const": "sha256(salt||prompt)"}, "value": SHA256},
                 "additionalProperties": False,
             },
-            "seed": {
-                "type": "string",
-                "pattern": "^(?![^\\n]*\\n)[0-9]{1,40}$",
-                "description": "decimal, as a string",
-            },
+            "seed": {"type": "string", "pattern": "^[0-9]{1,40}$", "description": "decimal, as a string"},
             "parameters": {"type": "object"},
             "training_datasets": {"type": "array", "items": _DATASET},
             "derived_from": {
@@ -254,8 +251,9 @@ def compile_schema(schema: dict) -> Check:
     checked loosely. ``format`` is an annotation in 2020-12 unless a format vocabulary asserts it, and jsonschema
     does not assert it by default, so neither does this.
 
-    Only the types JSON parses into pass: exactly dict, list, str, int, float, bool and None. Anything else, even a
-    subclass of those (which could answer for itself differently than jsonschema asks), fails here. A value this
+    Only the types JSON parses into pass: exactly dict (with str names), list, str, int, float, bool and None.
+    Anything else, even a subclass of those (which could answer for itself differently than jsonschema asks), fails
+    here. A value this
     check fails is still given to jsonschema (predicate_check), which decides and names the problem; a value it
     passes is one jsonschema would pass.
     """
@@ -312,6 +310,8 @@ def _object_check(schema: dict) -> Check:
             if name not in value:
                 return False
         for name, member in value.items():
+            if type(name) is not str:
+                return False
             known = properties.get(name)
             if known is not None:
                 if not known(member):
@@ -367,8 +367,14 @@ def predicate_check(kind: str, predicate: dict) -> None:
         raise ProvenanceError("record_kind_unknown", f"{kind!r} is not a record kind ({', '.join(SCHEMAS)}).")
     if _CHECKS[kind](predicate):
         return
+    # jsonschema judges what would be signed: the predicate as its canonical JSON reads back, so that no Python
+    # object can answer its questions otherwise than its signed bytes would.
+    try:
+        signed = json.loads(canonical_json(predicate))
+    except LedgerError as exc:
+        raise ProvenanceError("predicate_invalid", f"{kind} predicate cannot be signed: {exc.detail}") from None
     validator = _VALIDATORS[kind]
-    error = next(iter(sorted(validator.iter_errors(predicate), key=lambda e: list(e.path))), None)
+    error = next(iter(sorted(validator.iter_errors(signed), key=lambda e: list(e.path))), None)
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(top)"
         raise ProvenanceError("predicate_invalid", f"{kind} predicate, at {where}: {error.message}")

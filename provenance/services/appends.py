@@ -18,7 +18,9 @@ The write holds the lock as briefly as each database allows:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +46,8 @@ from provenance.services.checkpoints import checkpoint_create
 from provenance.services.tree import _current_key_id, _head_locked, border_nodes, frontier_of
 
 OUTBOX_BATCH = 200
+
+logger = logging.getLogger(__name__)
 
 Record = tuple[str, Sequence[Sequence[str]], dict, str]  # kind, subjects, predicate, reference
 Statement = tuple[str, str, str, bytes]  # kind, subject digest, reference, the statement's bytes
@@ -249,7 +253,11 @@ def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed
                 if raw.in_transaction:
                     raw.rollback()
             except Exception:
-                db.close()  # a connection that could not roll back is not used again; the next append reconnects
+                # A connection that could not roll back is not used again; the next append reconnects. The error
+                # raised is the append's own.
+                logger.exception("Rolling back a failed ledger append failed; closing the database connection.")
+                with contextlib.suppress(Exception):
+                    db.close()
             raise
     return first
 
