@@ -93,9 +93,13 @@ def _statement_check(kind: str, subjects: Sequence[Sequence[str]], predicate: di
     canonicalise (RFC 8785 has no room for, say, integers beyond 2**53). Returns the statement's bytes."""
     predicate_check(kind, predicate)
     try:
-        return make_statement([(name, digest) for name, digest in subjects], PREDICATE_TYPES[kind], predicate)
+        return _statement_bytes(kind, subjects, predicate)
     except LedgerError as exc:
         raise ProvenanceError("predicate_invalid", f"{kind} record cannot be signed: {exc.detail}") from None
+
+
+def _statement_bytes(kind: str, subjects: Sequence[Sequence[str]], predicate: dict) -> bytes:
+    return make_statement([(name, digest) for name, digest in subjects], PREDICATE_TYPES[kind], predicate)
 
 
 def _append(head: LedgerHead, record: Record) -> LedgerEntry:
@@ -109,12 +113,7 @@ def _append_all(head: LedgerHead, records: Sequence[Record]) -> list[LedgerEntry
         return []
     key_id = _current_key_id(head)
     statements = [
-        (
-            kind,
-            subjects[0][1],
-            reference,
-            make_statement([(name, digest) for name, digest in subjects], PREDICATE_TYPES[kind], predicate),
-        )
+        (kind, subjects[0][1], reference, _statement_bytes(kind, subjects, predicate))
         for kind, subjects, predicate, reference in records
     ]
     entries = _write(key_id, _sign(statements, key_id))
@@ -180,12 +179,12 @@ def _write(key_id: str, signed: Sequence[_Signed]) -> list[LedgerEntry] | None:
 def _write_postgresql(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
     import psycopg  # only ever needed on PostgreSQL
 
-    db.ensure_connection()
+    autocommit = db.get_autocommit()  # connects if need be
     raw = db.connection
     # Only a call that is a transaction of its own may let go of the head without waiting for the log flush when
     # other writers wait for it (migration 0003), and then wait for the flush itself. Inside a transaction, however it
     # was begun, the caller's commit waits for the flush.
-    alone = db.get_autocommit() and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    alone = autocommit and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     if len(signed) == 1:
         item = signed[0]
         sql = "SELECT * FROM provenance_append_entry(%s, %s, %s, %s, %s, %s, %s, %s)"
