@@ -43,6 +43,9 @@ class LedgerHead(models.Model):
 
 
 class LedgerEntry(models.Model):
+    # On SQLite the column is declared "integer PRIMARY KEY", the table's row id, by migration 0005: one index fewer
+    # for every append to write. A migration that alters this table on SQLite rebuilds it as "bigint", which still
+    # works, only slower; such a migration should declare the key again as 0005 does.
     index = models.PositiveBigIntegerField(primary_key=True)
     leaf_hash = models.CharField(max_length=64)
     envelope = models.BinaryField()
@@ -69,12 +72,13 @@ class LedgerEntry(models.Model):
 class MerkleNode(models.Model):
     """The hash of a perfect subtree: leaves [index * 2**level, (index + 1) * 2**level)."""
 
+    # Keyed by its place in the tree, with no id. On SQLite the table is also WITHOUT ROWID (migration 0005), so the
+    # key is the table itself: an append writes one b-tree, not a table, a key index and a counter. A migration that
+    # alters this table on SQLite would rebuild it with a row id; it should declare WITHOUT ROWID again.
+    pk = models.CompositePrimaryKey("level", "index")
     level = models.PositiveSmallIntegerField()
     index = models.PositiveBigIntegerField()
     hash = models.BinaryField(max_length=32)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["level", "index"], name="merkle_node_unique")]
 
     def __str__(self) -> str:
         return f"node {self.level}/{self.index}"
