@@ -19,6 +19,7 @@ __all__ = [
     "MemoryNodeStore",
     "MerkleTree",
     "NodeStore",
+    "frontier_append",
     "leaf_hash",
     "node_hash",
     "root_of",
@@ -69,6 +70,25 @@ def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
     if not leaf_hashes:
         return EMPTY_ROOT
     return mth(0, len(leaf_hashes))
+
+
+def frontier_append(frontier: dict[int, bytes], size: int, leaf: bytes) -> list[tuple[int, int, bytes]]:
+    """Append the leaf hash ``leaf`` as leaf number ``size`` to ``frontier``, the right border of a tree of ``size``
+    leaves (level -> hash of the perfect subtree there, one per set bit of ``size``), in place.
+
+    Returns the perfect subtrees the leaf completes (RFC 9162 §2.1.1) as ``(level, index, hash)``, level 0 first:
+    the leaf itself, then one more for each trailing 1 bit of ``size``, each merging the border's subtree at that
+    level with the one just completed to its right. The border's entry for a level it lacks raises KeyError.
+    """
+    index, level, value = size, 0, leaf
+    new = [(0, index, leaf)]
+    while index & 1:
+        value = node_hash(frontier.pop(level), value)
+        index >>= 1
+        level += 1
+        new.append((level, index, value))
+    frontier[level] = value
+    return new
 
 
 class NodeStore(Protocol):
@@ -158,20 +178,11 @@ class MerkleTree:
         """
         if not isinstance(leaf, bytes) or len(leaf) != HASH_SIZE:
             raise ValueError(f"a leaf must be a {HASH_SIZE}-byte leaf hash")
-        frontier = self._load_frontier()
-        index, level, value = self._size, 0, leaf
-        new = [(0, index, leaf)]
-        while index & 1:
-            # An odd index completes the subtree whose left half is the frontier node at this level.
-            value = node_hash(frontier[level], value)
-            index >>= 1
-            level += 1
-            new.append((level, index, value))
+        frontier = dict(self._load_frontier())
+        new = frontier_append(frontier, self._size, leaf)
         for node_level, node_index, node_value in new:
             self._store.put(node_level, node_index, node_value)
-        for merged in range(level):
-            del frontier[merged]
-        frontier[level] = value
+        self._frontier = frontier
         self._size += 1
         return new
 

@@ -12,8 +12,9 @@ The write holds the lock as briefly as each database allows:
   round trip to this process. When the call had to wait for another writer, its commit also lets go of the lock
   before the log flush, and the append waits for the flush afterwards (_FLUSH).
 - SQLite: BEGIN IMMEDIATE takes the database's write lock; the head is read, the nodes are computed here
-  (MerkleTree.append) and the rows are written through the driver directly. Outside a transaction the append begins
-  and commits its own on the driver's connection; inside one it is a savepoint of the caller's.
+  (frontier_append, on the head's stored border) and the rows are written through the driver directly. Outside a
+  transaction the append begins and commits its own on the driver's connection; inside one it is a savepoint of the
+  caller's.
 """
 
 from __future__ import annotations
@@ -32,18 +33,11 @@ from django.utils import timezone
 
 from provenance.errors import ProvenanceError
 from provenance.keys import signer_for
-from provenance.ledger import (
-    LedgerError,
-    MemoryNodeStore,
-    MerkleTree,
-    leaf_hash,
-    make_statement,
-    sign_envelope,
-)
+from provenance.ledger import LedgerError, frontier_append, leaf_hash, make_statement, sign_envelope
 from provenance.models import LedgerEntry, LedgerHead, OutboxRecord
 from provenance.records import PREDICATE_TYPES, predicate_check
 from provenance.services.checkpoints import checkpoint_create
-from provenance.services.tree import _current_key_id, _head_locked, border_nodes, frontier_of
+from provenance.services.tree import _current_key_id, _head_locked, border_json, border_read
 
 OUTBOX_BATCH = 200
 
@@ -266,27 +260,17 @@ def _write_sqlite_rows(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_S
     row = raw.execute(_HEAD_READ).fetchone()
     if row is None or not key_id or row[2] != key_id:
         return None
-    first = row[0]
-    store = MemoryNodeStore()
-    store.nodes.update(border_nodes(json.loads(row[1])))
-    tree = MerkleTree(store, size=first)
+    first = size = row[0]
+    border = border_read(json.loads(row[1]), size)
     created_at = db.ops.adapt_datetimefield_value(now)
     entry_rows, node_rows = [], []
     for item in signed:
         entry_rows.append(
-            (
-                tree.size,
-                item.leaf.hex(),
-                item.envelope,
-                item.subject_digest,
-                item.reference,
-                item.kind,
-                key_id,
-                created_at,
-            )
+            (size, item.leaf.hex(), item.envelope, item.subject_digest, item.reference, item.kind, key_id, created_at)
         )
-        node_rows.extend(tree.append(item.leaf))
-    raw.execute(_HEAD_UPDATE, (tree.size, json.dumps(frontier_of(store, tree.size))))
+        node_rows.extend(frontier_append(border, size, item.leaf))
+        size += 1
+    raw.execute(_HEAD_UPDATE, (size, border_json(border, size)))
     raw.executemany(_ENTRY_INSERT, entry_rows)
     raw.executemany(_NODE_INSERT, node_rows)
     return first

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.db import transaction
 
 from provenance.keys import key_generate
-from provenance.ledger import (
-    MerkleTree,
-)
+from provenance.ledger import LedgerError, MerkleTree
 from provenance.models import LedgerHead, MerkleNode, SigningKey
 
 
@@ -20,12 +20,11 @@ def origin() -> str:
 
 
 class DbNodeStore:
-    """MerkleTree's node store on the MerkleNode table, with known nodes (the head's frontier) held in memory and
-    new nodes collected for one bulk insert."""
+    """MerkleTree's node store on the MerkleNode table, with known nodes (the head's frontier) held in memory. The
+    append paths write the table; ``put`` only remembers a node, for a tree computed in memory."""
 
     def __init__(self, known: dict[tuple[int, int], bytes] | None = None) -> None:
         self.known = dict(known or {})
-        self.new: list[MerkleNode] = []
 
     def get(self, level: int, index: int) -> bytes | None:
         if (level, index) in self.known:
@@ -37,12 +36,35 @@ class DbNodeStore:
 
     def put(self, level: int, index: int, value: bytes) -> None:
         self.known[(level, index)] = value
-        self.new.append(MerkleNode(level=level, index=index, hash=value))
 
 
 def border_nodes(frontier: list) -> dict[tuple[int, int], bytes]:
     """The head's stored border ([[level, index, hex hash], ...], as frontier_of writes it) as tree nodes."""
     return {(level, index): bytes.fromhex(value) for level, index, value in frontier}
+
+
+def border_read(frontier, size: int) -> dict[int, bytes]:
+    """The head's stored border as MerkleTree's frontier (level -> hash), provided it fits a tree of ``size``
+    leaves: one 32-byte hash per set bit of ``size``, each the last perfect subtree at its level. Raises
+    LedgerError ``head_border_invalid`` otherwise, as the PostgreSQL append function refuses such a head."""
+    border: dict[int, bytes] = {}
+    try:
+        for level, index, value in frontier:
+            node = bytes.fromhex(value)
+            if level in border or not size >> level & 1 or index != (size >> level) - 1 or len(node) != 32:
+                raise ValueError(f"node {level}/{index}")
+            border[level] = node
+    except (TypeError, ValueError) as exc:
+        detail = f"the head's tree border does not fit its size {size} ({exc})"
+        raise LedgerError("head_border_invalid", detail) from None
+    if len(border) != size.bit_count():
+        raise LedgerError("head_border_invalid", f"the head's tree border misses a node for its size {size}")
+    return border
+
+
+def border_json(border: dict[int, bytes], size: int) -> str:
+    """A frontier (level -> hash) of a tree of ``size`` leaves as the head stores it, lowest level first."""
+    return json.dumps([[level, (size >> level) - 1, border[level].hex()] for level in sorted(border)])
 
 
 def frontier_of(store, size: int) -> list[list]:

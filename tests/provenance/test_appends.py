@@ -14,7 +14,7 @@ from django.db.transaction import TransactionManagementError
 
 from cueledger.settings import _database
 from provenance import services
-from provenance.ledger import MerkleTree
+from provenance.ledger import LedgerError, MerkleTree
 from provenance.models import LedgerEntry, LedgerHead, MerkleNode, OutboxRecord
 from provenance.services import appends
 from tests.integration.conftest import worker_database_url
@@ -243,6 +243,27 @@ def test_the_append_function_refuses_a_head_whose_border_does_not_fit_its_size(t
     finally:
         writer.close()
         LedgerHead.objects.filter(pk=1).update(frontier=good)
+    assert LedgerEntry.objects.count() == 5 and services.ledger_verify().ok
+
+
+@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite appends check the border in Python")
+def test_an_sqlite_append_refuses_a_head_whose_border_does_not_fit_its_size():
+    for n in range(5):
+        clearance(n)
+    good = LedgerHead.objects.get(pk=1).frontier
+    bad_borders = (
+        [good[1]],  # a node missing
+        [[0, 999, good[0][2]], good[1]],  # at the wrong index
+        [*good, [1, 1, good[0][2]]],  # one too many
+        [good[0], [2, 0, "ab"]],  # not a hash
+        [good[0], "2, 0"],  # not a node
+    )
+    for border in bad_borders:
+        LedgerHead.objects.filter(pk=1).update(frontier=border)
+        with pytest.raises(LedgerError) as failure:
+            clearance(9)
+        assert failure.value.code == "head_border_invalid", border
+    LedgerHead.objects.filter(pk=1).update(frontier=good)
     assert LedgerEntry.objects.count() == 5 and services.ledger_verify().ok
 
 

@@ -68,11 +68,13 @@ def test_outbox_records_commit_with_their_transaction_or_not_at_all():
         "UPDATE provenance_ledgerentry SET kind = 'x'",
         "DELETE FROM provenance_ledgerentry",
         "UPDATE provenance_merklenode SET level = 9",
+        "DELETE FROM provenance_merklenode",
         "DELETE FROM provenance_checkpoint",
     ],
 )
 def test_the_database_refuses_to_change_the_ledger(statement):
     clearance(0)
+    clearance(1)  # two leaves make the first tree node
     services.checkpoint_create()
     with pytest.raises((IntegrityError, DatabaseError)) as caught, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(statement)
