@@ -44,8 +44,9 @@ class LedgerHead(models.Model):
 
 class LedgerEntry(models.Model):
     # On SQLite the column is declared "integer PRIMARY KEY", the table's row id, by migration 0005: one index fewer
-    # for every append to write. A migration that alters this table on SQLite rebuilds it as "bigint", which still
-    # works, only slower; such a migration should declare the key again as 0005 does.
+    # for every append to write. (As a row id, an insert without an index would get the next one rather than fail;
+    # every append names its index.) A migration that alters this table on SQLite rebuilds it as "bigint", which
+    # still works, only slower, and without the append-only triggers: it should put both back, as 0004 and 0005 do.
     index = models.PositiveBigIntegerField(primary_key=True)
     leaf_hash = models.CharField(max_length=64)
     envelope = models.BinaryField()
@@ -74,7 +75,8 @@ class MerkleNode(models.Model):
 
     # Keyed by its place in the tree, with no id. On SQLite the table is also WITHOUT ROWID (migration 0005), so the
     # key is the table itself: an append writes one b-tree, not a table, a key index and a counter. A migration that
-    # alters this table on SQLite would rebuild it with a row id; it should declare WITHOUT ROWID again.
+    # alters this table on SQLite would rebuild it with a row id and without the append-only triggers; it should put
+    # both back, as 0005 does.
     pk = models.CompositePrimaryKey("level", "index")
     level = models.PositiveSmallIntegerField()
     index = models.PositiveBigIntegerField()

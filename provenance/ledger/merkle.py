@@ -78,7 +78,8 @@ def frontier_append(frontier: dict[int, bytes], size: int, leaf: bytes) -> list[
 
     Returns the perfect subtrees the leaf completes (RFC 9162 §2.1.1) as ``(level, index, hash)``, level 0 first:
     the leaf itself, then one more for each trailing 1 bit of ``size``, each merging the border's subtree at that
-    level with the one just completed to its right. The border's entry for a level it lacks raises KeyError.
+    level with the one just completed to its right. ``frontier`` must fit ``size`` (callers check it, or pass a
+    copy): a level it lacks raises KeyError with the levels below already merged.
     """
     index, level, value = size, 0, leaf
     new = [(0, index, leaf)]

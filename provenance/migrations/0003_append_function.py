@@ -2,7 +2,8 @@
 nodes (RFC 9162 §2.1.1: SHA-256(0x01 || left || right) with the server's sha256()), inserts the entries and their
 nodes and moves the head, so the head's lock is never held across a round trip to the client.
 
-Its Python twin is ``MerkleTree.append`` (used on SQLite); ``ledger verify`` recomputes every node either wrote.
+Its Python twin is ``frontier_append`` (used on SQLite, and by ``MerkleTree.append``); ``ledger verify`` recomputes
+every node either wrote.
 
 When another writer holds the head and the caller allows it (``p_defer_flush``: the call is a transaction of its
 own), the function's transaction commits without waiting for the log flush, so that the head's lock is not held

@@ -9,7 +9,8 @@ which drops the entries' separate key index. An append then changes about four a
 On PostgreSQL the nodes lose their id column and sequence and take (level, index) as their primary key; the entries
 are unchanged. Django cannot migrate a table to a composite primary key, hence the hand-written SQL; the model state
 changes alongside. A later migration that alters either table on SQLite rebuilds it with Django's own column types,
-which would undo the SQLite part: the model comments say so.
+which would undo the SQLite part (and drop the append-only triggers, as 0004 found): the model comments say so.
+On SQLite the entries' table is copied whole, so the disk needs room for a second copy of it while this runs.
 """
 
 from django.db import migrations, models
@@ -18,6 +19,8 @@ _NODE_COLUMNS = (
     '"level" smallint unsigned NOT NULL CHECK ("level" >= 0), "index" bigint unsigned NOT NULL CHECK ("index" >= 0),'
     ' "hash" BLOB NOT NULL'
 )
+_NODE_NAMES = '"level", "index", "hash"'
+_NODE_KEY = '"level", "index"'
 _SQLITE_NODES_KEYED = (
     f'CREATE TABLE "provenance_merklenode__new" ({_NODE_COLUMNS}, PRIMARY KEY ("level", "index")) WITHOUT ROWID'
 )
@@ -31,11 +34,12 @@ _SQLITE_ENTRY_KEY = {
 }
 
 
-def _rebuild_sqlite(cursor, table: str, create: str, columns: str) -> None:
+def _rebuild_sqlite(cursor, table: str, create: str, columns: str, order: str) -> None:
     """SQLite's way to change a table's key: a new table, the rows copied, the old table dropped and the new one
     renamed. Dropping a table drops its triggers and indexes; the caller puts back what it needs."""
     cursor.execute(create)
-    cursor.execute(f'INSERT INTO "{table}__new" ({columns}) SELECT {columns} FROM "{table}"')  # noqa: S608 (constants)
+    copy = f'INSERT INTO "{table}__new" ({columns}) SELECT {columns} FROM "{table}" ORDER BY {order}'  # noqa: S608
+    cursor.execute(copy)
     cursor.execute(f'DROP TABLE "{table}"')
     cursor.execute(f'ALTER TABLE "{table}__new" RENAME TO "{table}"')
 
@@ -44,11 +48,13 @@ def _entries_sqlite(cursor, old: str, new: str) -> None:
     """Rebuild the entries table with its key column declared ``new`` instead of ``old``."""
     cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'provenance_ledgerentry'")
     (create,) = cursor.fetchone()
+    if new in create:  # already so, e.g. rebuilt by a later migration that has been reversed
+        return
     if old not in create:
         raise RuntimeError(f"provenance_ledgerentry's key is not {old!r}: {create}")
     create = create.replace(old, new).replace('"provenance_ledgerentry"', '"provenance_ledgerentry__new"', 1)
     columns = '"index", "leaf_hash", "envelope", "reference", "kind", "key_id", "created_at", "subject_digest"'
-    _rebuild_sqlite(cursor, "provenance_ledgerentry", create, columns)
+    _rebuild_sqlite(cursor, "provenance_ledgerentry", create, columns, '"index"')
     cursor.execute('CREATE INDEX "ledger_entry_reference" ON "provenance_ledgerentry" ("reference", "index")')
 
 
@@ -64,7 +70,7 @@ def forward(apps, schema_editor):
                 'ALTER TABLE provenance_merklenode ADD CONSTRAINT provenance_merklenode_pkey PRIMARY KEY (level, "index")'
             )
         else:
-            _rebuild_sqlite(cursor, "provenance_merklenode", _SQLITE_NODES_KEYED, '"level", "index", "hash"')
+            _rebuild_sqlite(cursor, "provenance_merklenode", _SQLITE_NODES_KEYED, _NODE_NAMES, _NODE_KEY)
             _entries_sqlite(cursor, _SQLITE_ENTRY_KEY["bigint"], _SQLITE_ENTRY_KEY["rowid"])
     triggers_install(connection)
 
@@ -83,7 +89,7 @@ def backward(apps, schema_editor):
                 'ALTER TABLE provenance_merklenode ADD CONSTRAINT merkle_node_unique UNIQUE (level, "index")'
             )
         else:
-            _rebuild_sqlite(cursor, "provenance_merklenode", _SQLITE_NODES_WITH_ID, '"level", "index", "hash"')
+            _rebuild_sqlite(cursor, "provenance_merklenode", _SQLITE_NODES_WITH_ID, _NODE_NAMES, _NODE_KEY)
             _entries_sqlite(cursor, _SQLITE_ENTRY_KEY["rowid"], _SQLITE_ENTRY_KEY["bigint"])
     triggers_install(connection)
 

@@ -7,8 +7,9 @@ import json
 from django.conf import settings
 from django.db import transaction
 
+from provenance.errors import ProvenanceError
 from provenance.keys import key_generate
-from provenance.ledger import LedgerError, MerkleTree
+from provenance.ledger import MerkleTree
 from provenance.models import LedgerHead, MerkleNode, SigningKey
 
 
@@ -45,21 +46,26 @@ def border_nodes(frontier: list) -> dict[tuple[int, int], bytes]:
 
 def border_read(frontier, size: int) -> dict[int, bytes]:
     """The head's stored border as MerkleTree's frontier (level -> hash), provided it fits a tree of ``size``
-    leaves: one 32-byte hash per set bit of ``size``, each the last perfect subtree at its level. Raises
-    LedgerError ``head_border_invalid`` otherwise, as the PostgreSQL append function refuses such a head."""
+    leaves: a list of [level, index, hex hash], one per set bit of ``size``, each the last perfect subtree at its
+    level and a 32-byte hash. Otherwise ProvenanceError ``ledger_head_corrupt``, as checkpoint_create raises when
+    the border disagrees with the tree (the PostgreSQL append function refuses such a head too)."""
     border: dict[int, bytes] = {}
-    try:
-        for level, index, value in frontier:
-            node = bytes.fromhex(value)
-            if level in border or not size >> level & 1 or index != (size >> level) - 1 or len(node) != 32:
-                raise ValueError(f"node {level}/{index}")
-            border[level] = node
-    except (TypeError, ValueError) as exc:
-        detail = f"the head's tree border does not fit its size {size} ({exc})"
-        raise LedgerError("head_border_invalid", detail) from None
+    for node in frontier if type(frontier) is list else [frontier]:
+        if not (type(node) is list and len(node) == 3 and type(node[0]) is int and type(node[1]) is int):
+            raise _head_corrupt(f"the head's tree border holds {node!r}, not a [level, index, hash] node")
+        level, index, value = node
+        if not 0 <= level < 64 or not size >> level & 1 or index != (size >> level) - 1 or level in border:
+            raise _head_corrupt(f"the head's tree border has node {level}/{index}, which a tree of {size} lacks")
+        if type(value) is not str or len(value) != 64 or value.strip("0123456789abcdef"):
+            raise _head_corrupt(f"the head's tree border node {level}/{index} is not a hex SHA-256 hash")
+        border[level] = bytes.fromhex(value)
     if len(border) != size.bit_count():
-        raise LedgerError("head_border_invalid", f"the head's tree border misses a node for its size {size}")
+        raise _head_corrupt(f"the head's tree border misses a node of a tree of {size}")
     return border
+
+
+def _head_corrupt(detail: str) -> ProvenanceError:
+    return ProvenanceError("ledger_head_corrupt", f"{detail}; run `ledger verify`.", http_status=500)
 
 
 def border_json(border: dict[int, bytes], size: int) -> str:

@@ -14,7 +14,8 @@ from django.db.transaction import TransactionManagementError
 
 from cueledger.settings import _database
 from provenance import services
-from provenance.ledger import LedgerError, MerkleTree
+from provenance.errors import ProvenanceError
+from provenance.ledger import MerkleTree
 from provenance.models import LedgerEntry, LedgerHead, MerkleNode, OutboxRecord
 from provenance.services import appends
 from tests.integration.conftest import worker_database_url
@@ -255,16 +256,26 @@ def test_an_sqlite_append_refuses_a_head_whose_border_does_not_fit_its_size():
         [good[1]],  # a node missing
         [[0, 999, good[0][2]], good[1]],  # at the wrong index
         [*good, [1, 1, good[0][2]]],  # one too many
+        [good[0], good[0], good[1]],  # one twice
+        [[-1, 4, good[0][2]], good[1]],  # a negative level
+        [[True, 4, good[0][2]], good[1]],  # a level that is not an integer
+        [good[0], [2, 0.0, good[1][2]]],  # nor an index
         [good[0], [2, 0, "ab"]],  # not a hash
+        [good[0], [2, 0, good[1][2].upper()]],  # not as the head writes hashes
+        [good[0], [2, 0, None]],
         [good[0], "2, 0"],  # not a node
+        [good[0], [2, 0, good[1][2], 1]],
+        {"0": good[0]},
+        "x",
     )
     for border in bad_borders:
         LedgerHead.objects.filter(pk=1).update(frontier=border)
-        with pytest.raises(LedgerError) as failure:
+        with pytest.raises(ProvenanceError) as failure:
             clearance(9)
-        assert failure.value.code == "head_border_invalid", border
+        assert failure.value.code == "ledger_head_corrupt", border
     LedgerHead.objects.filter(pk=1).update(frontier=good)
     assert LedgerEntry.objects.count() == 5 and services.ledger_verify().ok
+    assert clearance(9).index == 5 and services.ledger_verify().ok
 
 
 def _in_transaction() -> bool:

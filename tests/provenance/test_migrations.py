@@ -37,13 +37,22 @@ def _postgresql_key(table: str) -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def _refuses_delete(table: str) -> bool:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {table}")
-    except IntegrityError:
-        return True
-    return False
+def _append_only(table: str) -> bool:
+    """Whether the database refuses both UPDATE and DELETE on ``table`` (which holds rows)."""
+    refused = 0
+    for statement in (f'UPDATE {table} SET "index" = "index" + 1000', f"DELETE FROM {table}"):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+        except IntegrityError:
+            refused += 1
+    return refused == 2
+
+
+def _has_reference_index() -> bool:
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, "provenance_ledgerentry")
+    return indexes.get("ledger_entry_reference", {}).get("columns") == ["reference", "index"]
 
 
 def _leaf_rows() -> dict[int, bytes]:
@@ -71,7 +80,8 @@ def test_the_ledger_comes_through_the_key_change_both_ways(transactional_db):
             assert '"index" integer NOT NULL PRIMARY KEY' in _sqlite_table("provenance_ledgerentry")
         else:
             assert _postgresql_key("provenance_merklenode") == ["level", "index"]
-        assert _refuses_delete("provenance_merklenode") and _refuses_delete("provenance_ledgerentry")
+        assert _append_only("provenance_merklenode") and _append_only("provenance_ledgerentry")
+        assert _has_reference_index()
         _migrate(BEFORE)
         assert services.ledger_verify().ok
         assert LedgerEntry.objects.count() == 7 and _leaf_rows() == _leaves()
@@ -80,8 +90,9 @@ def test_the_ledger_comes_through_the_key_change_both_ways(transactional_db):
             assert '"index" bigint unsigned NOT NULL PRIMARY KEY' in _sqlite_table("provenance_ledgerentry")
         else:
             assert _postgresql_key("provenance_merklenode") == ["id"]
-            clearance(7)  # the append function writes its nodes into the table with an id again
-            assert _leaf_rows() == _leaves() and len(_leaves()) == 8
-        assert _refuses_delete("provenance_merklenode") and _refuses_delete("provenance_ledgerentry")
+        clearance(7)  # appends write their nodes into the table with an id again
+        assert _leaf_rows() == _leaves() and len(_leaves()) == 8 and services.ledger_verify().ok
+        assert _append_only("provenance_merklenode") and _append_only("provenance_ledgerentry")
+        assert _has_reference_index()
     finally:
         _migrate(latest)

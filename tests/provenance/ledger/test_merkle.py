@@ -250,6 +250,33 @@ def test_append_stores_every_completed_perfect_subtree():
     assert store.get(3, 0) == root_of(leaves)
 
 
+class FailingOnce(MemoryNodeStore):
+    """A store whose write of one node fails the first time, as a database write can."""
+
+    def __init__(self, level: int, index: int) -> None:
+        super().__init__()
+        self.failing = (level, index)
+
+    def put(self, level, index, value):
+        if (level, index) == self.failing:
+            self.failing = None
+            raise OSError("the store is down")
+        super().put(level, index, value)
+
+
+def test_an_append_whose_store_write_failed_can_be_retried():
+    leaves = [leaf_hash(b"%d" % i) for i in range(8)]
+    tree = MerkleTree(FailingOnce(level=2, index=0))  # the fourth leaf's last node
+    for value in leaves[:3]:
+        tree.append(value)
+    with pytest.raises(OSError):
+        tree.append(leaves[3])
+    assert tree.size == 3 and tree.root() == root_of(leaves[:3])  # the tree did not move
+    for value in leaves[3:]:
+        tree.append(value)
+    assert tree.root() == root_of(leaves) and tree.store.get(2, 0) == root_of(leaves[:4])
+
+
 def test_tree_resumes_from_a_store_it_did_not_write():
     leaves = [leaf_hash(b"%d" % i) for i in range(1000)]
     first = MerkleTree(MemoryNodeStore())
