@@ -20,7 +20,6 @@ The write holds the lock as briefly as each database allows:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -261,7 +260,7 @@ def _write_sqlite_rows(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_S
     if row is None or not key_id or row[2] != key_id:
         return None
     first = size = row[0]
-    border = border_read(json.loads(row[1]), size)
+    border = border_read(row[1], size)
     created_at = db.ops.adapt_datetimefield_value(now)
     entry_rows, node_rows = [], []
     for item in signed:

@@ -44,21 +44,27 @@ def border_nodes(frontier: list) -> dict[tuple[int, int], bytes]:
     return {(level, index): bytes.fromhex(value) for level, index, value in frontier}
 
 
-def border_read(frontier, size: int) -> dict[int, bytes]:
-    """The head's stored border as MerkleTree's frontier (level -> hash), provided it fits a tree of ``size``
-    leaves: a list of [level, index, hex hash], one per set bit of ``size``, each the last perfect subtree at its
-    level and a 32-byte hash. Otherwise ProvenanceError ``ledger_head_corrupt``, as checkpoint_create raises when
-    the border disagrees with the tree (the PostgreSQL append function refuses such a head too)."""
+def border_read(stored: str, size: int) -> dict[int, bytes]:
+    """The head's stored border (its JSON text) as MerkleTree's frontier (level -> hash), provided it fits a tree of
+    ``size`` leaves: a list of [level, index, hex hash], lowest level first, one per set bit of ``size``, each the
+    last perfect subtree at its level and a 32-byte hash. Otherwise ProvenanceError ``ledger_head_corrupt``, as
+    checkpoint_create raises when the border disagrees with the tree."""
+    try:
+        frontier = json.loads(stored)
+    except (TypeError, ValueError, RecursionError):
+        raise _head_corrupt("the head's tree border is not JSON") from None
     border: dict[int, bytes] = {}
+    last = -1
     for node in frontier if type(frontier) is list else [frontier]:
         if not (type(node) is list and len(node) == 3 and type(node[0]) is int and type(node[1]) is int):
             raise _head_corrupt(f"the head's tree border holds {node!r}, not a [level, index, hash] node")
         level, index, value = node
-        if not 0 <= level < 64 or not size >> level & 1 or index != (size >> level) - 1 or level in border:
-            raise _head_corrupt(f"the head's tree border has node {level}/{index}, which a tree of {size} lacks")
+        if not (last < level < 64 and size >> level & 1 and index == (size >> level) - 1):
+            raise _head_corrupt(f"the head's tree border has node {level}/{index} out of place for a tree of {size}")
         if type(value) is not str or len(value) != 64 or value.strip("0123456789abcdef"):
             raise _head_corrupt(f"the head's tree border node {level}/{index} is not a hex SHA-256 hash")
         border[level] = bytes.fromhex(value)
+        last = level
     if len(border) != size.bit_count():
         raise _head_corrupt(f"the head's tree border misses a node of a tree of {size}")
     return border

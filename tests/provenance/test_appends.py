@@ -257,8 +257,9 @@ def test_an_sqlite_append_refuses_a_head_whose_border_does_not_fit_its_size():
         [[0, 999, good[0][2]], good[1]],  # at the wrong index
         [*good, [1, 1, good[0][2]]],  # one too many
         [good[0], good[0], good[1]],  # one twice
+        [good[1], good[0]],  # out of order
         [[-1, 4, good[0][2]], good[1]],  # a negative level
-        [[True, 4, good[0][2]], good[1]],  # a level that is not an integer
+        [[False, 4, good[0][2]], good[1]],  # a level that is not an integer (False == 0 in Python)
         [good[0], [2, 0.0, good[1][2]]],  # nor an index
         [good[0], [2, 0, "ab"]],  # not a hash
         [good[0], [2, 0, good[1][2].upper()]],  # not as the head writes hashes
@@ -276,6 +277,18 @@ def test_an_sqlite_append_refuses_a_head_whose_border_does_not_fit_its_size():
     LedgerHead.objects.filter(pk=1).update(frontier=good)
     assert LedgerEntry.objects.count() == 5 and services.ledger_verify().ok
     assert clearance(9).index == 5 and services.ledger_verify().ok
+
+
+@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite appends check the border in Python")
+@pytest.mark.parametrize("border", [{}, "", [["0", 0, "00" * 32]], [[0, 0, "00" * 32]]], ids=repr)
+def test_an_sqlite_append_refuses_a_border_an_empty_ledger_cannot_have(border):
+    services.current_key_id()  # the head, of size 0
+    LedgerHead.objects.filter(pk=1).update(frontier=border)
+    with pytest.raises(ProvenanceError) as failure:
+        clearance(0)
+    assert failure.value.code == "ledger_head_corrupt" and not LedgerEntry.objects.exists()
+    LedgerHead.objects.filter(pk=1).update(frontier=[])
+    assert clearance(0).index == 0
 
 
 def _in_transaction() -> bool:

@@ -49,10 +49,24 @@ def _append_only(table: str) -> bool:
     return refused == 2
 
 
-def _has_reference_index() -> bool:
+def _constraints(table: str) -> dict:
     with connection.cursor() as cursor:
-        indexes = connection.introspection.get_constraints(cursor, "provenance_ledgerentry")
-    return indexes.get("ledger_entry_reference", {}).get("columns") == ["reference", "index"]
+        return connection.introspection.get_constraints(cursor, table)
+
+
+def _has_reference_index() -> bool:
+    return _constraints("provenance_ledgerentry").get("ledger_entry_reference", {}).get("columns") == [
+        "reference",
+        "index",
+    ]
+
+
+def _nodes_unique_by_place() -> bool:
+    """Whether the node table refuses a second node at a place, whatever enforces it (the key, or a constraint)."""
+    return any(
+        c["columns"] == ["level", "index"] and (c["unique"] or c["primary_key"])
+        for c in _constraints("provenance_merklenode").values()
+    )
 
 
 def _leaf_rows() -> dict[int, bytes]:
@@ -81,7 +95,7 @@ def test_the_ledger_comes_through_the_key_change_both_ways(transactional_db):
         else:
             assert _postgresql_key("provenance_merklenode") == ["level", "index"]
         assert _append_only("provenance_merklenode") and _append_only("provenance_ledgerentry")
-        assert _has_reference_index()
+        assert _has_reference_index() and _nodes_unique_by_place()
         _migrate(BEFORE)
         assert services.ledger_verify().ok
         assert LedgerEntry.objects.count() == 7 and _leaf_rows() == _leaves()
@@ -90,9 +104,10 @@ def test_the_ledger_comes_through_the_key_change_both_ways(transactional_db):
             assert '"index" bigint unsigned NOT NULL PRIMARY KEY' in _sqlite_table("provenance_ledgerentry")
         else:
             assert _postgresql_key("provenance_merklenode") == ["id"]
+        assert _constraints("provenance_merklenode")["merkle_node_unique"]["unique"]
         clearance(7)  # appends write their nodes into the table with an id again
         assert _leaf_rows() == _leaves() and len(_leaves()) == 8 and services.ledger_verify().ok
         assert _append_only("provenance_merklenode") and _append_only("provenance_ledgerentry")
-        assert _has_reference_index()
+        assert _has_reference_index() and _nodes_unique_by_place()
     finally:
         _migrate(latest)
