@@ -12,9 +12,10 @@ The write holds the lock as briefly as each database allows:
   round trip to this process. When the call had to wait for another writer, its commit also lets go of the lock
   before the log flush, and the append waits for the flush afterwards (_FLUSH).
 - SQLite: BEGIN IMMEDIATE takes the database's write lock; the head is read, the nodes are computed here
-  (frontier_append, on the head's stored border) and the rows are written through the driver directly. Outside a
-  transaction the append begins and commits its own on the driver's connection; inside one it is a savepoint of the
-  caller's.
+  (frontier_append, on the head's stored border) and the rows are written through the driver directly. A process
+  that wrote the head last need not read it again: it tries the head it wrote, with an update that applies only if
+  the head is still exactly that (_HEAD_WRITTEN). Outside a transaction the append begins and commits its own on the
+  driver's connection; inside one it is a savepoint of the caller's.
 """
 
 from __future__ import annotations
@@ -256,27 +257,62 @@ def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed
 
 def _write_sqlite_rows(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
     raw = db.connection  # the driver's own connection: no placeholder rewriting per statement
+    database = _database(db)
+    created_at = db.ops.adapt_datetimefield_value(now)
+    seen = _HEAD_WRITTEN.pop(database, None)
+    if seen is not None and seen.key_id == key_id:
+        # The head as this process last wrote it, used only if the stored head is still exactly that (its size, its
+        # border's text and its key), which the update checks; otherwise the head is read as below.
+        head, entry_rows, node_rows = _rows_after(seen, signed, created_at)
+        if raw.execute(_HEAD_UPDATE_IF, (head.size, head.frontier, seen.size, seen.frontier, key_id)).rowcount:
+            return _insert(raw, database, seen.size, head, entry_rows, node_rows)
     row = raw.execute(_HEAD_READ).fetchone()
     if row is None or not key_id or row[2] != key_id:
         return None
-    first = size = row[0]
-    border = border_read(row[1], size)
-    created_at = db.ops.adapt_datetimefield_value(now)
+    stored = _Head(row[0], row[1], key_id, border_read(row[1], row[0]))
+    head, entry_rows, node_rows = _rows_after(stored, signed, created_at)
+    raw.execute(_HEAD_UPDATE, (head.size, head.frontier))
+    return _insert(raw, database, stored.size, head, entry_rows, node_rows)
+
+
+@dataclass(frozen=True)
+class _Head:
+    size: int
+    frontier: str  # the border as the head stores it, JSON text
+    key_id: str
+    border: dict[int, bytes]
+
+
+# The head as this process last wrote it on SQLite, per database: the next append there tries it rather than read
+# and parse the head again. Never trusted, only tried (the write is conditional on the head being exactly this), so
+# a head written elsewhere since, or rolled back, costs one failed update.
+_HEAD_WRITTEN: dict[str, _Head] = {}
+
+
+def _rows_after(head: _Head, signed: Sequence[_Signed], created_at: str) -> tuple[_Head, list, list]:
+    """The head after appending ``signed`` to ``head``, and the entry and tree node rows to insert."""
+    border, size = dict(head.border), head.size
     entry_rows, node_rows = [], []
     for item in signed:
-        entry_rows.append(
-            (size, item.leaf.hex(), item.envelope, item.subject_digest, item.reference, item.kind, key_id, created_at)
-        )
+        entry = (item.leaf.hex(), item.envelope, item.subject_digest, item.reference, item.kind, head.key_id)
+        entry_rows.append((size, *entry, created_at))
         node_rows.extend(frontier_append(border, size, item.leaf))
         size += 1
-    raw.execute(_HEAD_UPDATE, (size, border_json(border, size)))
+    return _Head(size, border_json(border, size), head.key_id, border), entry_rows, node_rows
+
+
+def _insert(raw, database: str, first: int, head: _Head, entry_rows: list, node_rows: list) -> int:
     raw.executemany(_ENTRY_INSERT, entry_rows)
     raw.executemany(_NODE_INSERT, node_rows)
+    _HEAD_WRITTEN[database] = head
     return first
 
 
 _HEAD_READ = "SELECT size, frontier, key_id FROM provenance_ledgerhead WHERE id = 1"
 _HEAD_UPDATE = "UPDATE provenance_ledgerhead SET size = ?, frontier = ? WHERE id = 1"
+_HEAD_UPDATE_IF = (
+    "UPDATE provenance_ledgerhead SET size = ?, frontier = ? WHERE id = 1 AND size = ? AND frontier = ? AND key_id = ?"
+)
 _ENTRY_INSERT = (
     'INSERT INTO provenance_ledgerentry ("index", leaf_hash, envelope, subject_digest, reference, kind, key_id, '
     "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -23,6 +23,9 @@ from tests.provenance.factories import DIGEST, clearance
 
 pytestmark = pytest.mark.django_db
 
+sqlite_only = pytest.mark.skipif(
+    "connection.vendor != 'sqlite'", reason="SQLite appends in Python (PostgreSQL in a database function)"
+)
 postgresql_only = pytest.mark.skipif(
     "connection.vendor != 'postgresql'",
     reason="the append function exists on PostgreSQL only (SQLite appends in Python)",
@@ -247,7 +250,7 @@ def test_the_append_function_refuses_a_head_whose_border_does_not_fit_its_size(t
     assert LedgerEntry.objects.count() == 5 and services.ledger_verify().ok
 
 
-@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite appends check the border in Python")
+@sqlite_only
 def test_an_sqlite_append_refuses_a_head_whose_border_does_not_fit_its_size():
     for n in range(5):
         clearance(n)
@@ -279,7 +282,7 @@ def test_an_sqlite_append_refuses_a_head_whose_border_does_not_fit_its_size():
     assert clearance(9).index == 5 and services.ledger_verify().ok
 
 
-@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite appends check the border in Python")
+@sqlite_only
 @pytest.mark.parametrize("border", [{}, "", [["0", 0, "00" * 32]], [[0, 0, "00" * 32]]], ids=repr)
 def test_an_sqlite_append_refuses_a_border_an_empty_ledger_cannot_have(border):
     services.current_key_id()  # the head, of size 0
@@ -289,6 +292,44 @@ def test_an_sqlite_append_refuses_a_border_an_empty_ledger_cannot_have(border):
     assert failure.value.code == "ledger_head_corrupt" and not LedgerEntry.objects.exists()
     LedgerHead.objects.filter(pk=1).update(frontier=[])
     assert clearance(0).index == 0
+
+
+def _statements_of(append) -> list[str]:
+    statements = []
+    connection.ensure_connection()
+    connection.connection.set_trace_callback(statements.append)
+    try:
+        append()
+    finally:
+        connection.connection.set_trace_callback(None)
+    return statements
+
+
+@sqlite_only
+def test_an_sqlite_append_after_this_process_wrote_the_head_does_not_read_it_again():
+    clearance(0)
+    statements = _statements_of(lambda: clearance(1))
+    assert not [sql for sql in statements if sql.startswith("SELECT size, frontier")]
+    assert [sql for sql in statements if sql.startswith("UPDATE provenance_ledgerhead")]
+    assert services.ledger_verify().ok
+
+
+@sqlite_only
+def test_an_sqlite_append_reads_the_head_when_another_writer_moved_it():
+    clearance(0)
+    remembered = dict(appends._HEAD_WRITTEN)  # the head after entry 0, as this process wrote it
+    clearance(1)  # as another process would, without this process knowing
+    appends._HEAD_WRITTEN.update(remembered)
+    assert clearance(2).index == 2 and services.ledger_verify().ok
+
+
+@sqlite_only
+def test_an_sqlite_append_reads_the_head_when_the_one_it_wrote_was_rolled_back():
+    clearance(0)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        clearance(1)
+        raise RuntimeError("the caller changed its mind")
+    assert clearance(2).index == 1 and services.ledger_verify().ok
 
 
 def _in_transaction() -> bool:
