@@ -37,6 +37,16 @@ def fresh_similarity_indexes():
 
 
 @pytest.fixture(autouse=True)
+def fresh_ledger_memory():
+    """Each test starts like a new process: no signing key or ledger head remembered from another test's appends."""
+    from provenance.services import appends
+
+    appends._KEY_SEEN.clear()
+    appends._HEAD_WRITTEN.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def append_only_ledger(request):
     """The ledger's triggers refuse DELETE, and on SQLite pytest-django empties tables with DELETE after each
     transactional test. So around such tests: make sure the triggers are in place before, drop them for the

@@ -263,14 +263,14 @@ def _write_sqlite_rows(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_S
     if seen is not None and seen.key_id == key_id:
         # The head as this process last wrote it, used only if the stored head is still exactly that (its size, its
         # border's text and its key), which the update checks; otherwise the head is read as below.
-        head, entry_rows, node_rows = _rows_after(seen, signed, created_at)
+        head, entry_rows, node_rows = _rows_after(seen, key_id, signed, created_at)
         if raw.execute(_HEAD_UPDATE_IF, (head.size, head.frontier, seen.size, seen.frontier, key_id)).rowcount:
             return _insert(raw, database, seen.size, head, entry_rows, node_rows)
     row = raw.execute(_HEAD_READ).fetchone()
     if row is None or not key_id or row[2] != key_id:
         return None
     stored = _Head(row[0], row[1], key_id, border_read(row[1], row[0]))
-    head, entry_rows, node_rows = _rows_after(stored, signed, created_at)
+    head, entry_rows, node_rows = _rows_after(stored, key_id, signed, created_at)
     raw.execute(_HEAD_UPDATE, (head.size, head.frontier))
     return _insert(raw, database, stored.size, head, entry_rows, node_rows)
 
@@ -285,20 +285,22 @@ class _Head:
 
 # The head as this process last wrote it on SQLite, per database: the next append there tries it rather than read
 # and parse the head again. Never trusted, only tried (the write is conditional on the head being exactly this), so
-# a head written elsewhere since, or rolled back, costs one failed update.
+# a head written elsewhere since, or rolled back, costs the nodes computed in vain and one update that changes
+# nothing, before the head is read.
 _HEAD_WRITTEN: dict[str, _Head] = {}
 
 
-def _rows_after(head: _Head, signed: Sequence[_Signed], created_at: str) -> tuple[_Head, list, list]:
-    """The head after appending ``signed`` to ``head``, and the entry and tree node rows to insert."""
+def _rows_after(head: _Head, key_id: str, signed: Sequence[_Signed], created_at: str) -> tuple[_Head, list, list]:
+    """The head after appending ``signed`` (signed by ``key_id``, which the caller has checked is the head's) to
+    ``head``, and the entry and tree node rows to insert."""
     border, size = dict(head.border), head.size
     entry_rows, node_rows = [], []
     for item in signed:
-        entry = (item.leaf.hex(), item.envelope, item.subject_digest, item.reference, item.kind, head.key_id)
+        entry = (item.leaf.hex(), item.envelope, item.subject_digest, item.reference, item.kind, key_id)
         entry_rows.append((size, *entry, created_at))
         node_rows.extend(frontier_append(border, size, item.leaf))
         size += 1
-    return _Head(size, border_json(border, size), head.key_id, border), entry_rows, node_rows
+    return _Head(size, border_json(border, size), key_id, border), entry_rows, node_rows
 
 
 def _insert(raw, database: str, first: int, head: _Head, entry_rows: list, node_rows: list) -> int:
@@ -310,6 +312,8 @@ def _insert(raw, database: str, first: int, head: _Head, entry_rows: list, node_
 
 _HEAD_READ = "SELECT size, frontier, key_id FROM provenance_ledgerhead WHERE id = 1"
 _HEAD_UPDATE = "UPDATE provenance_ledgerhead SET size = ?, frontier = ? WHERE id = 1"
+# Every column of the head that an append depends on must be in this condition: a match must mean the very head
+# the read path would have read.
 _HEAD_UPDATE_IF = (
     "UPDATE provenance_ledgerhead SET size = ?, frontier = ? WHERE id = 1 AND size = ? AND frontier = ? AND key_id = ?"
 )

@@ -48,9 +48,9 @@ class LedgerReport:
 
 def ledger_verify() -> LedgerReport:
     """Recompute the ledger from its rows, trusting nothing the mutable tables say about themselves: every entry's
-    signature (by a key valid at its index), leaf hash and place (gapless); the signing keys' windows against the
-    ledger's own rotation records; every stored tree node, and that none is missing; the head's cached border; and
-    every stored checkpoint's root and signature. Reports the first divergence.
+    signature (by a key valid at its index), leaf hash, stored key id and place (gapless); the signing keys' windows
+    against the ledger's own rotation records; every stored tree node, and that none is missing; the head's cached
+    border; and every stored checkpoint's root and signature. Reports the first divergence.
 
     It reads the ledger as of the head's size when it starts, so entries appended meanwhile are not mistaken for
     damage.
@@ -59,7 +59,7 @@ def ledger_verify() -> LedgerReport:
     size = head.size if head else 0
     ring = keyring()
     checkpoints = list(Checkpoint.objects.filter(size__lte=size).order_by("size"))
-    stored_leaves: dict[int, str] = {}
+    stored: dict[int, tuple[str, str]] = {}  # index -> the row's leaf hash and key id, until its envelope is checked
     leaves: list[bytes] = []
     windows = _KeyWindows()
 
@@ -68,21 +68,26 @@ def ledger_verify() -> LedgerReport:
         def entries() -> Iterable[tuple[int, bytes]]:
             expected = 0
             while rows := cursor.fetchmany(2000):
-                for index, envelope, stored_leaf in rows:
+                for index, envelope, stored_leaf, stored_key in rows:
                     if index != expected:
                         raise LedgerError(
                             "entry_missing", f"entry {expected} is missing (the next is {index})", index=expected
                         )
-                    stored_leaves[index] = stored_leaf
+                    stored[index] = (stored_leaf, stored_key)
                     expected += 1
                     yield index, bytes(envelope)
 
         try:
             with closing(check_entries(entries(), ring)) as results:
                 for result in results:
-                    if result.leaf_hash.hex() != stored_leaves.pop(result.index):
+                    stored_leaf, stored_key = stored.pop(result.index)
+                    if result.leaf_hash.hex() != stored_leaf:
                         raise LedgerError(
                             "leaf_hash_mismatch", "the stored leaf hash is not the envelope's", index=result.index
+                        )
+                    if result.key_id != stored_key:
+                        raise LedgerError(
+                            "entry_key_mismatch", "the stored key id is not the envelope's signer", index=result.index
                         )
                     windows.see(result)
                     leaves.append(result.leaf_hash)
@@ -119,7 +124,7 @@ def _streamed(sql: str, params: list) -> Iterator:
         yield cursor
 
 
-_ENTRIES = 'SELECT "index", envelope, leaf_hash FROM provenance_ledgerentry WHERE "index" < %s ORDER BY "index"'
+_ENTRIES = 'SELECT "index", envelope, leaf_hash, key_id FROM provenance_ledgerentry WHERE "index" < %s ORDER BY "index"'
 _NODES = 'SELECT level, "index", hash FROM provenance_merklenode ORDER BY level, "index"'
 
 

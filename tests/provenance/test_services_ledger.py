@@ -170,6 +170,13 @@ def test_a_reordered_pair_is_found(ledger):
     assert report.index == 1 and report.code == "tree_node_mismatch"
 
 
+def test_an_entry_whose_stored_key_is_not_its_signers_is_found(ledger):
+    with triggers_off():
+        LedgerEntry.objects.filter(index=4).update(key_id="ab" * 32)
+    report = failure()
+    assert (report.index, report.code) == (4, "entry_key_mismatch")
+
+
 def test_a_deleted_entry_is_found(ledger):
     with triggers_off():
         LedgerEntry.objects.filter(index=2).delete()
