@@ -4,7 +4,7 @@ An SQLite commit writes every page the transaction changed to the log, and with 
 reach the disk; an append changed about seven and a half. Keying the nodes by (level, index), in a table without a
 row id, drops the node table's separate key index and the AUTOINCREMENT counter's row in sqlite_sequence. Declaring
 an entry's index as "integer PRIMARY KEY" makes it the row id (https://www.sqlite.org/lang_createtable.html#rowid),
-which drops the entries' separate key index. An append then changes about four and a half pages.
+which drops the entries' separate key index. An append then changes just under five.
 
 On PostgreSQL the nodes lose their id column and sequence and take (level, index) as their primary key; the entries
 are unchanged. Django cannot migrate a table to a composite primary key, hence the hand-written SQL; the model state

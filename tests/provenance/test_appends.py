@@ -323,12 +323,16 @@ def test_an_sqlite_append_reads_the_head_when_another_writer_moved_it():
     assert clearance(2).index == 2 and services.ledger_verify().ok
 
 
+def _append_rolled_back(n: int) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        clearance(n)
+        raise RuntimeError("the caller changed its mind")
+
+
 @sqlite_only
 def test_an_sqlite_append_reads_the_head_when_another_writer_replaced_the_one_it_wrote_at_the_same_size():
     clearance(0)
-    with pytest.raises(RuntimeError), transaction.atomic():
-        clearance(1)
-        raise RuntimeError("the caller changed its mind")
+    _append_rolled_back(1)
     remembered = dict(appends._HEAD_WRITTEN)  # size 2, with the rolled-back entry's border
     appends._HEAD_WRITTEN.clear()
     clearance(99)  # another writer: size 2 again, another border
@@ -339,9 +343,7 @@ def test_an_sqlite_append_reads_the_head_when_another_writer_replaced_the_one_it
 @sqlite_only
 def test_an_sqlite_append_reads_the_head_when_the_one_it_wrote_was_rolled_back():
     clearance(0)
-    with pytest.raises(RuntimeError), transaction.atomic():
-        clearance(1)
-        raise RuntimeError("the caller changed its mind")
+    _append_rolled_back(1)
     assert clearance(2).index == 1 and services.ledger_verify().ok
 
 
