@@ -294,6 +294,16 @@ def test_an_sqlite_append_refuses_a_border_an_empty_ledger_cannot_have(border):
     assert clearance(0).index == 0
 
 
+@sqlite_only
+def test_an_sqlite_append_refuses_a_border_python_cannot_read():
+    clearance(0)
+    with connection.cursor() as cursor:  # valid JSON to SQLite, but past Python's limit on an integer's digits
+        cursor.execute("UPDATE provenance_ledgerhead SET frontier = %s", [f'[[0, 1{"0" * 5000}, "{"00" * 32}"]]'])
+    with pytest.raises(ProvenanceError) as failure:
+        clearance(1)
+    assert failure.value.code == "ledger_head_corrupt" and LedgerEntry.objects.count() == 1
+
+
 def _statements_of(append) -> list[str]:
     statements = []
     connection.ensure_connection()
