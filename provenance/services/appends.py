@@ -37,7 +37,7 @@ from provenance.ledger import LedgerError, frontier_append, leaf_hash, make_stat
 from provenance.models import LedgerEntry, LedgerHead, OutboxRecord
 from provenance.records import PREDICATE_TYPES, predicate_check
 from provenance.services.checkpoints import checkpoint_create
-from provenance.services.tree import _current_key_id, _head_locked, border_json, border_read
+from provenance.services.tree import _current_key_id, _head_locked, border_json, border_loads
 
 OUTBOX_BATCH = 200
 
@@ -146,13 +146,14 @@ def _write(key_id: str, signed: Sequence[_Signed]) -> list[LedgerEntry] | None:
     # The writes go to the driver directly, past the guard Django's cursors keep: an append inside an atomic block
     # that an error has already doomed must fail now, not appear to succeed and vanish with the rollback.
     db.validate_no_broken_transaction()
+    database = _database(db)
     if db.vendor == "postgresql":
         first = _write_postgresql(db, key_id, signed, now)
     else:
-        first = _write_sqlite(db, key_id, signed, now)
+        first = _write_sqlite(db, database, key_id, signed, now)
     if first is None:
         return None
-    _KEY_SEEN[_database(db)] = key_id
+    _KEY_SEEN[database] = key_id
     entries = []
     for offset, item in enumerate(signed):
         entry = LedgerEntry(
@@ -221,7 +222,9 @@ def _write_postgresql(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Si
 _FLUSH = "SELECT pg_logical_emit_message(true, 'cueledger', 'ledger append flushed')"
 
 
-def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
+def _write_sqlite(
+    db: BaseDatabaseWrapper, database: str, key_id: str, signed: Sequence[_Signed], now: datetime
+) -> int | None:
     autocommit = db.get_autocommit()  # connects if need be
     raw = db.connection
     if not autocommit or raw.in_transaction:
@@ -233,13 +236,13 @@ def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed
             with db.wrap_database_errors:
                 raw.execute("BEGIN IMMEDIATE")
         with transaction.atomic(using=db.alias):
-            return _write_sqlite_rows(db, key_id, signed, now)
+            return _write_sqlite_rows(db, database, key_id, signed, now)
     # A transaction of its own, begun and ended on the driver's connection: atomic's bookkeeping would cost more
     # than the statements. BEGIN IMMEDIATE takes the database's write lock, held to the end.
     with db.wrap_database_errors:
         raw.execute("BEGIN IMMEDIATE")
         try:
-            first = _write_sqlite_rows(db, key_id, signed, now)
+            first = _write_sqlite_rows(db, database, key_id, signed, now)
             raw.execute("ROLLBACK" if first is None else "COMMIT")
         except BaseException:
             try:
@@ -255,9 +258,11 @@ def _write_sqlite(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed
     return first
 
 
-def _write_sqlite_rows(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_Signed], now: datetime) -> int | None:
+def _write_sqlite_rows(
+    db: BaseDatabaseWrapper, database: str, key_id: str, signed: Sequence[_Signed], now: datetime
+) -> int | None:
+    """The SQLite write under the caller's BEGIN IMMEDIATE; ``database`` names the database for _HEAD_WRITTEN."""
     raw = db.connection  # the driver's own connection: no placeholder rewriting per statement
-    database = _database(db)
     created_at = db.ops.adapt_datetimefield_value(now)
     seen = _HEAD_WRITTEN.pop(database, None)
     if seen is not None and seen.key_id == key_id:
@@ -269,7 +274,7 @@ def _write_sqlite_rows(db: BaseDatabaseWrapper, key_id: str, signed: Sequence[_S
     row = raw.execute(_HEAD_READ).fetchone()
     if row is None or not key_id or row[2] != key_id:
         return None
-    stored = _Head(row[0], row[1], key_id, border_read(row[1], row[0]))
+    stored = _Head(row[0], row[1], key_id, border_loads(row[1], row[0]))
     head, entry_rows, node_rows = _rows_after(stored, key_id, signed, created_at)
     raw.execute(_HEAD_UPDATE, (head.size, head.frontier))
     return _insert(raw, database, stored.size, head, entry_rows, node_rows)

@@ -10,7 +10,7 @@ from provenance.keys import signer_for
 from provenance.ledger import Checkpoint as NoteCheckpoint
 from provenance.ledger import MerkleTree, sign_note
 from provenance.models import Checkpoint, LedgerHead
-from provenance.services.tree import DbNodeStore, _current_key_id, _head_locked, _tree_at, border_nodes, origin
+from provenance.services.tree import DbNodeStore, _current_key_id, _head_locked, _tree_at, border_read, origin
 
 
 def checkpoint_create() -> Checkpoint:
@@ -20,7 +20,9 @@ def checkpoint_create() -> Checkpoint:
         existing = Checkpoint.objects.filter(size=head.size).first()
         if existing:
             return existing
-        root = MerkleTree(DbNodeStore(border_nodes(head.frontier)), size=head.size).root()
+        border = border_read(head.frontier, head.size)
+        known = {(level, (head.size >> level) - 1): value for level, value in border.items()}
+        root = MerkleTree(DbNodeStore(known), size=head.size).root()
         if root != _tree_at(head.size).root():
             # The head's cached border disagrees with the node table: signing now would make a wrong checkpoint
             # permanent. Stop, loudly; `ledger verify` says where the damage is.

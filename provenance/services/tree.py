@@ -39,20 +39,20 @@ class DbNodeStore:
         self.known[(level, index)] = value
 
 
-def border_nodes(frontier: list) -> dict[tuple[int, int], bytes]:
-    """The head's stored border ([[level, index, hex hash], ...], as frontier_of writes it) as tree nodes."""
-    return {(level, index): bytes.fromhex(value) for level, index, value in frontier}
-
-
-def border_read(stored: str, size: int) -> dict[int, bytes]:
-    """The head's stored border (its JSON text) as MerkleTree's frontier (level -> hash), provided it fits a tree of
-    ``size`` leaves: a list of [level, index, hex hash], lowest level first, one per set bit of ``size``, each the
-    last perfect subtree at its level and a 32-byte hash. Otherwise ProvenanceError ``ledger_head_corrupt``, as
-    checkpoint_create raises when the border disagrees with the tree."""
+def border_loads(stored: str, size: int) -> dict[int, bytes]:
+    """border_read on the head's border as the column holds it, JSON text (SQLite appends read it directly)."""
     try:
         frontier = json.loads(stored)
     except (TypeError, ValueError, RecursionError):
         raise _head_corrupt("the head's tree border is not JSON") from None
+    return border_read(frontier, size)
+
+
+def border_read(frontier, size: int) -> dict[int, bytes]:
+    """The head's stored border (as frontier_of writes it) as MerkleTree's frontier (level -> hash), provided it
+    fits a tree of ``size`` leaves: a list of [level, index, hex hash], lowest level first, one per set bit of
+    ``size``, each the last perfect subtree at its level and a 32-byte hash. Otherwise ProvenanceError
+    ``ledger_head_corrupt``, as checkpoint_create raises when the border disagrees with the tree."""
     border: dict[int, bytes] = {}
     last = -1
     for node in frontier if type(frontier) is list else [frontier]:
